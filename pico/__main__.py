@@ -1,0 +1,5 @@
+"""``python -m pico``: the same as the ``pico`` command."""
+
+from pico.cli import main
+
+main()

@@ -1,0 +1,127 @@
+"""Settings: defaults, overridden by ``PICO_*`` environment variables, overridden by flags.
+
+This is the only module that reads the environment for PICO's own settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+from pico.errors import InvalidRequest
+
+DEVICES_HELP = "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps"
+OFFLOAD_MODES = ("none", "model", "sequential")
+
+
+def _default_cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pico"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything that configures PICO, with the original's defaults."""
+
+    host: str = "0.0.0.0"
+    port: int = 5088
+    verbose: bool = False
+    threadsmax: int = 1
+    queue: int = 0
+    xformers: bool = False
+    models_dir: Path | None = None
+    cache_dir: Path = field(default_factory=_default_cache_dir)
+    device: str = "auto"
+    offload: str = "none"
+    max_models: int = 2
+    demo: bool = False
+    max_body_mb: int = 32
+    max_pixels: int = 2048 * 2048
+    cors_origin: str = "*"
+    api_key: str | None = None
+    allow_model: tuple[str, ...] = ()
+    allow_any_model: bool = False
+    png_compress_level: int = 1
+    faults: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("models_dir", "cache_dir"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                object.__setattr__(self, name, Path(value).expanduser())
+        object.__setattr__(self, "allow_model", tuple(self.allow_model))
+        _check(self.port, 0, 65535, "port")
+        _check(self.threadsmax, 1, 64, "threadsmax")
+        _check(self.queue, 0, 10_000, "queue")
+        _check(self.max_models, 1, 64, "max-models")
+        _check(self.max_body_mb, 1, 4096, "max-body-mb")
+        _check(self.max_pixels, 64 * 64, 1 << 28, "max-pixels")
+        _check(self.png_compress_level, 0, 9, "png-compress-level")
+        if self.offload not in OFFLOAD_MODES:
+            raise InvalidRequest(
+                f"offload must be one of {', '.join(OFFLOAD_MODES)}, got {self.offload!r}", field="offload"
+            )
+        device = self.device
+        if not (device in ("auto", "cpu", "cuda", "mps") or (device.startswith("cuda:") and device[5:].isdigit())):
+            raise InvalidRequest(f"device must be {DEVICES_HELP}; got {device!r}", field="device")
+
+    @property
+    def models_root(self) -> Path | None:
+        """The folder models load from: the demo folder in demo mode, else --models-dir."""
+        return self.cache_dir / "demo-models" if self.demo else self.models_dir
+
+    @classmethod
+    def load(cls, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> "Settings":
+        """Build settings: defaults < PICO_* environment < ``overrides`` (flags; None means not given)."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = environ.get(env_name(f.name))
+            if raw is not None and raw != "":
+                values[f.name] = _parse_env(f, raw)
+        for name, value in (overrides or {}).items():
+            if value is None or (isinstance(value, (tuple, list)) and not value and name in values):
+                continue
+            values[name] = value
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> "Settings":
+        """A copy with some settings changed."""
+        return dataclasses.replace(self, **changes)
+
+
+def env_name(setting: str) -> str:
+    """The environment variable that sets ``setting`` (``max_body_mb`` -> ``PICO_MAX_BODY_MB``)."""
+    return "PICO_" + setting.upper()
+
+
+def _check(value: int, low: int, high: int, flag: str) -> None:
+    if not low <= value <= high:
+        raise InvalidRequest(f"--{flag} must be between {low} and {high}, got {value}", field=flag)
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _parse_env(f: dataclasses.Field, raw: str) -> Any:
+    name = env_name(f.name)
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    if kind == "bool":
+        if raw.lower() in _TRUE:
+            return True
+        if raw.lower() in _FALSE:
+            return False
+        raise InvalidRequest(f"{name} must be true or false, got {raw!r}", field=name)
+    if kind == "int":
+        try:
+            return int(raw)
+        except ValueError:
+            raise InvalidRequest(f"{name} must be an integer, got {raw!r}", field=name) from None
+    if kind.startswith("tuple"):
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    if "Path" in kind:
+        return Path(raw).expanduser()
+    return raw

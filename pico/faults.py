@@ -1,0 +1,58 @@
+"""Fault injection for tests: make a generation run out of memory or fail, or a model fail to load.
+
+Switched on only by the ``faults`` setting (``PICO_FAULTS``), which production never sets.
+Spec: comma-separated ``oom:N`` (the next N generations run out of memory at their first
+step), ``error:N`` (the next N fail with an unexpected exception) and ``load:GLOB`` (models
+whose id matches fail to load as if corrupt).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import threading
+
+from pico.errors import InvalidRequest
+
+
+class Faults:
+    """The faults still to inject; thread-safe."""
+
+    def __init__(self, spec: str = ""):
+        self._lock = threading.Lock()
+        self._counts = {"oom": 0, "error": 0}
+        self._load_patterns: list[str] = []
+        for part in filter(None, (p.strip() for p in spec.split(","))):
+            kind, _, arg = part.partition(":")
+            if kind in self._counts and arg.isdigit():
+                self._counts[kind] += int(arg)
+            elif kind == "load" and arg:
+                self._load_patterns.append(arg)
+            else:
+                raise InvalidRequest(f"PICO_FAULTS has an unknown fault {part!r}; use oom:N, error:N or load:GLOB",
+                                     field="PICO_FAULTS")
+
+    @property
+    def active(self) -> bool:
+        """True when any fault is still to come."""
+        return bool(self._load_patterns) or any(self._counts.values())
+
+    def _take(self, kind: str) -> bool:
+        with self._lock:
+            if self._counts[kind] > 0:
+                self._counts[kind] -= 1
+                return True
+            return False
+
+    def at_step(self) -> None:
+        """Called at each denoising step: raise the next pending generation fault."""
+        import torch
+
+        if self._take("oom"):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB (injected fault)")
+        if self._take("error"):
+            raise RuntimeError("injected fault: the pipeline failed")
+
+    def at_load(self, model_id: str) -> None:
+        """Called before a model loads: fail it if its id matches a load fault."""
+        if any(fnmatch.fnmatchcase(model_id, p) for p in self._load_patterns):
+            raise OSError(f"injected fault: {model_id} has a corrupt safetensors file")

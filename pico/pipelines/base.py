@@ -1,0 +1,299 @@
+"""The steps every pipeline shares: seeds, device and dtype, attention options, step callback, metadata.
+
+A pipeline family is a :class:`Runner` subclass that says three things: which Diffusers
+pipeline it derives from the loaded weights (:meth:`Runner.derive`), what it passes
+to that pipeline (:meth:`Runner.inputs`), and what it adds to each image's metadata
+(:meth:`Runner.describe`). :meth:`Runner.run` does the rest, the same way for all.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import secrets
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator
+
+from pico.errors import Cancelled, InvalidRequest, OutOfMemory
+from pico.pipelines.schedulers import build_scheduler, scheduler_name
+from pico.schemas.requests import MAX_SEED, GenerationRequest
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+
+log = logging.getLogger("pico")
+
+StepCallback = Callable[[int, int], None]
+"""Called after each denoising step with (steps done, steps in all); raising from it stops the generation."""
+
+OOM_HINT = "Ask for fewer images (Total), a smaller Width/Height, turn on AttentionSlicing, or start with --offload model."
+
+
+@dataclass
+class Generation:
+    """What a runner returns: the images, one metadata dict per image, and notes for the user."""
+
+    name: str
+    images: list["Image.Image"]
+    metadata: list[dict[str, Any]]
+    warnings: list[str] = field(default_factory=list)
+    elapsed: float = 0.0
+
+
+@dataclass
+class CallContext:
+    """What the engine hands a runner for one call: the loaded weights and where to run."""
+
+    base: Any  # the DiffusionPipeline the weights were loaded into
+    device: "torch.device"
+    dtype: "torch.dtype"
+    vae: Any = None  # a swapped-in VAE, or None for the model's own
+    warnings: list[str] = field(default_factory=list)
+    on_step: StepCallback | None = None
+    fault: Callable[[], None] | None = None  # fault-injection seam, called at each step
+
+
+def quiet_libraries() -> None:
+    """Keep Diffusers/Transformers progress bars and advice out of PICO's output."""
+    import transformers  # first: importing diffusers makes transformers warn
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    import diffusers
+    from huggingface_hub.utils import disable_progress_bars
+
+    diffusers.utils.logging.set_verbosity_error()
+    diffusers.utils.logging.disable_progress_bar()
+    disable_progress_bars()
+
+
+def pick_device(setting: str) -> "torch.device":
+    """The device for ``setting``: auto prefers CUDA, then MPS, then the CPU."""
+    import torch
+
+    if setting != "auto":
+        return torch.device(setting)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def pick_dtype(precision: str, device: "torch.device") -> tuple["torch.dtype", str | None]:
+    """(dtype, warning) for a Precision: half is float16 except on the CPU, where it runs float32 and says so."""
+    import torch
+
+    if precision == "full":
+        return torch.float32, None
+    if device.type == "cpu":
+        return torch.float32, "Precision 'half' is not available on the CPU; ran in float32 (Precision 'full')."
+    return torch.float16, None
+
+
+def precision_name(dtype: "torch.dtype") -> str:
+    """The Precision value for a dtype."""
+    import torch
+
+    return "half" if dtype == torch.float16 else "full"
+
+
+def pick_seeds(seed: int | None, total: int) -> list[int]:
+    """One seed per image: ``seed``, ``seed``+1, ... (a random start when seed is null or -1)."""
+    start = secrets.randbelow(MAX_SEED + 1) if seed is None or seed < 0 else seed
+    return [(start + i) % (MAX_SEED + 1) for i in range(total)]
+
+
+def generators(seeds: list[int]) -> list["torch.Generator"]:
+    """CPU generators, one per image, so an image depends on its seed alone, whatever the device."""
+    import torch
+
+    return [torch.Generator("cpu").manual_seed(s) for s in seeds]
+
+
+def configure_attention(pipe: Any, slicing: bool, xformers: bool) -> None:
+    """Set attention on the shared modules: sliced, xformers, or PyTorch's SDPA."""
+    if slicing:
+        pipe.enable_attention_slicing()
+        return
+    pipe.disable_attention_slicing()
+    if xformers:
+        pipe.enable_xformers_memory_efficient_attention()
+
+
+class AttentionGate:
+    """Lets calls that want the same attention mode run together on shared weights.
+
+    Attention slicing is set on the modules themselves, which concurrent calls share, so
+    a call that wants the other mode waits until the model is idle, then switches it.
+    """
+
+    def __init__(self, apply: Callable[[bool], None]):
+        self._apply = apply
+        self._cond = threading.Condition()
+        self._mode = False
+        self._users = 0
+
+    @contextmanager
+    def use(self, slicing: bool) -> Iterator[None]:
+        """Hold the model in attention mode ``slicing`` for the duration of a call."""
+        with self._cond:
+            while self._users and self._mode != slicing:
+                self._cond.wait()
+            if self._mode != slicing:
+                self._apply(slicing)
+                self._mode = slicing
+            self._users += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._users -= 1
+                self._cond.notify_all()
+
+
+def phrase_warnings(pipe: Any, request: GenerationRequest) -> list[str]:
+    """Say when a phrase is longer than the text encoder reads (it is truncated at 77 tokens)."""
+    tokenizer = getattr(pipe, "tokenizer", None)
+    notes = []
+    for key in ("Phrase", "NegativePhrase"):
+        text = getattr(request, "phrase" if key == "Phrase" else "negative_phrase", None)
+        if not text or tokenizer is None:
+            continue
+        count = len(tokenizer(text, truncation=False).input_ids)
+        if count > tokenizer.model_max_length:
+            notes.append(
+                f"{key} is {count} tokens long; the model reads only the first {tokenizer.model_max_length}, "
+                "the rest was ignored."
+            )
+    return notes
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for CUDA/MPS out-of-memory failures."""
+    import torch
+
+    return isinstance(exc, torch.OutOfMemoryError) or (
+        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+    )
+
+
+def free_device_memory(device: "torch.device") -> None:
+    """Return cached blocks to the device after a failure or an eviction."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    elif device.type == "mps":
+        torch.mps.empty_cache()
+
+
+class Runner:
+    """One pipeline family: its names, its request type, and how to call its Diffusers pipeline."""
+
+    name: ClassVar[str]  # the Name in responses: "StableDiffusionXL"
+    route: ClassVar[str]  # the REST route: "stable-diffusion-xl"
+    command: ClassVar[str]  # the CLI subcommand: "stable-diffusion-xl"
+    request_type: ClassVar[type[GenerationRequest]]
+    summary: ClassVar[str]
+    default_scheduler: ClassVar[str | None] = None  # None: the model's own
+
+    def derive(self, base: Any, **components: Any) -> Any:
+        """The task pipeline, sharing ``base``'s weights (from_pipe), with ``components`` swapped in."""
+        raise NotImplementedError
+
+    def inputs(self, request: GenerationRequest) -> dict[str, Any]:
+        """The pipeline-specific arguments of the call (prompt, image, strength...)."""
+        raise NotImplementedError
+
+    def describe(self, request: GenerationRequest) -> dict[str, Any]:
+        """Metadata this family adds to every image."""
+        return {}
+
+    def check(self, base: Any, request: GenerationRequest) -> None:
+        """Refuse a model that cannot run this pipeline, before any generation work."""
+        if request.vae_type != "original" and "XL" in type(base).__name__:
+            from pico.schemas.requests import raise_vae_mismatch
+
+            raise_vae_mismatch(request.vae_type, request.model)
+
+    def run(self, ctx: CallContext, request: GenerationRequest) -> Generation:
+        """Generate the request's images on the loaded weights in ``ctx``."""
+        started = time.perf_counter()
+        scheduler_choice = request.scheduler or self.default_scheduler
+        components: dict[str, Any] = {"scheduler": build_scheduler(scheduler_choice, ctx.base.scheduler)}
+        if ctx.vae is not None:
+            components["vae"] = ctx.vae
+        pipe = self.derive(ctx.base, **components)
+        pipe.set_progress_bar_config(disable=True)
+        warnings = ctx.warnings + phrase_warnings(pipe, request)
+
+        seeds = pick_seeds(request.seed, request.total)
+        steps = request.step_count()
+        arguments = {
+            **self.inputs(request),
+            "num_inference_steps": steps,
+            "guidance_scale": request.guidance_scale,
+            "num_images_per_prompt": request.total,
+            "generator": generators(seeds),
+            **_step_callback(pipe, steps, ctx),
+        }
+        if request.width is not None:
+            arguments.update(width=request.width, height=request.height)
+        try:
+            images = pipe(**arguments).images
+        except Cancelled:
+            raise
+        except Exception as exc:
+            if is_out_of_memory(exc):
+                free_device_memory(ctx.device)
+                raise OutOfMemory(f"The {ctx.device.type} device ran out of memory: {exc}", hint=OOM_HINT) from exc
+            if isinstance(exc, ValueError):
+                raise InvalidRequest(f"{self.name} cannot run this request: {exc}") from exc
+            raise
+
+        shared = {
+            "Model": request.model,
+            **self.describe(request),
+            "GuidanceScale": request.guidance_scale,
+            "Quality": steps,
+            "Precision": precision_name(ctx.dtype),
+            "Scheduler": scheduler_name(pipe.scheduler),
+        }
+        metadata = [
+            {**shared, "Seed": seed, "Index": index, "Width": image.width, "Height": image.height}
+            for index, (seed, image) in enumerate(zip(seeds, images))
+        ]
+        return Generation(self.name, list(images), metadata, warnings, time.perf_counter() - started)
+
+
+def _step_callback(pipe: Any, steps: int, ctx: CallContext) -> dict[str, Any]:
+    """The pipeline's step-callback arguments, in whichever of Diffusers' two styles it takes."""
+    if ctx.on_step is None and ctx.fault is None:
+        return {}
+
+    def step_done(done: int) -> None:
+        if ctx.fault is not None:
+            ctx.fault()
+        if ctx.on_step is not None:
+            total = getattr(pipe, "_num_timesteps", None) or len(pipe.scheduler.timesteps) or steps
+            ctx.on_step(done, total)
+
+    if "callback_on_step_end" in inspect.signature(pipe.__call__).parameters:
+        def on_step_end(_pipe: Any, index: int, _timestep: Any, tensors: dict) -> dict:
+            step_done(index + 1)
+            return tensors
+
+        return {"callback_on_step_end": on_step_end}
+
+    def legacy(index: int, _timestep: Any, _latents: Any) -> None:
+        step_done(index + 1)
+
+    return {"callback": legacy, "callback_steps": 1}

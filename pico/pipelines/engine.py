@@ -1,0 +1,151 @@
+"""The engine: the library's front door. A request goes in, a Generation comes out.
+
+It owns the device, the warm model cache and the model resolver, and runs each request
+through its runner: resolve the model, take its loaded weights (loading once), then run.
+Transports (the CLI, the HTTP server) call :meth:`Engine.generate` and nothing below it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from pico.config import Settings
+from pico.faults import Faults
+from pico.pipelines.base import (
+    AttentionGate,
+    CallContext,
+    Generation,
+    StepCallback,
+    configure_attention,
+    free_device_memory,
+    pick_device,
+    pick_dtype,
+    quiet_libraries,
+)
+from pico.pipelines.loader import ModelCache, ModelResolver, canonical, load_pipeline, load_vae
+from pico.pipelines.models import VAE_MODELS
+from pico.pipelines.registry import runner_for
+from pico.schemas.requests import GenerationRequest
+
+log = logging.getLogger("pico")
+
+
+@dataclass(frozen=True)
+class ModelKey:
+    """What changes the weights: the model (aliases followed) and the dtype."""
+
+    model_id: str
+    dtype: Any
+
+    def __str__(self) -> str:
+        return f"{self.model_id} ({str(self.dtype).removeprefix('torch.')})"
+
+
+@dataclass
+class LoadedModel:
+    """A pipeline resident on the device, and the gate that sets its attention mode."""
+
+    pipeline: Any
+    gate: AttentionGate
+
+
+class Engine:
+    """Runs generation requests on one device with warm, shared pipelines."""
+
+    def __init__(self, settings: Settings):
+        quiet_libraries()
+        self.settings = settings
+        self.device = pick_device(settings.device)
+        self.resolver = ModelResolver(settings.models_root, settings.allow_model, settings.allow_any_model)
+        self.faults = Faults(settings.faults)
+        self.cache = ModelCache(self._load, settings.max_models, release=self._release)
+        self._vaes: dict[tuple[str, Any], Any] = {}
+        self._vae_lock = threading.Lock()
+        self.xformers = settings.xformers and _xformers_usable(self.device)
+        if settings.offload != "none" and self.device.type == "cpu":
+            log.warning("--offload %s has no effect on the CPU; ignoring it", settings.offload)
+
+    def generate(self, request: GenerationRequest, on_step: StepCallback | None = None) -> Generation:
+        """Generate the images of a validated request; ``on_step`` sees each denoising step."""
+        runner = runner_for(request)
+        dtype, precision_note = pick_dtype(request.precision, self.device)
+        self.resolver.require_allowed(request.model)
+        with self.cache.use(ModelKey(canonical(request.model), dtype)) as entry:
+            model: LoadedModel = entry.value
+            runner.check(model.pipeline, request)
+            ctx = CallContext(
+                base=model.pipeline,
+                device=self.device,
+                dtype=dtype,
+                vae=self._vae(request.vae_type, dtype),
+                warnings=[precision_note] if precision_note else [],
+                on_step=on_step,
+                fault=self.faults.at_step if self.faults.active else None,
+            )
+            with model.gate.use(request.attention_slicing):
+                return runner.run(ctx, request)
+
+    def loaded_models(self) -> list[str]:
+        """The models resident now, least recently used first."""
+        return [str(key) for key in self.cache.keys()]
+
+    def close(self) -> None:
+        """Release every idle model and the device memory it held."""
+        self.cache.clear()
+        self._vaes.clear()
+        free_device_memory(self.device)
+
+    def _load(self, key: ModelKey) -> LoadedModel:
+        pipe = load_pipeline(self.resolver.resolve(key.model_id), key.dtype, offline=_hub_offline(),
+                             fault=self.faults.at_load if self.faults.active else None)
+        self._place(pipe)
+        gate = AttentionGate(lambda slicing: configure_attention(pipe, slicing, self.xformers))
+        if self.xformers:
+            configure_attention(pipe, False, True)
+        return LoadedModel(pipe, gate)
+
+    def _place(self, pipe: Any) -> None:
+        offload = self.settings.offload
+        if offload == "model" and self.device.type != "cpu":
+            pipe.enable_model_cpu_offload(device=self.device)
+        elif offload == "sequential" and self.device.type != "cpu":
+            pipe.enable_sequential_cpu_offload(device=self.device)
+        else:
+            pipe.to(self.device)
+
+    def _release(self, model: LoadedModel) -> None:
+        model.pipeline = None
+        free_device_memory(self.device)
+
+    def _vae(self, vae_type: str, dtype: Any) -> Any:
+        """The swapped-in VAE for VaeType ema/mse (loaded once per dtype), or None for the model's own."""
+        if vae_type == "original":
+            return None
+        vae_id = VAE_MODELS[vae_type]
+        with self._vae_lock:
+            vae = self._vaes.get((vae_id, dtype))
+            if vae is None:
+                vae = load_vae(self.resolver.resolve(vae_id), dtype, offline=_hub_offline()).to(self.device)
+                self._vaes[(vae_id, dtype)] = vae
+            return vae
+
+
+def _hub_offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def _xformers_usable(device: Any) -> bool:
+    if device.type != "cuda":
+        log.warning("--xformers needs a CUDA device; using PyTorch's SDPA attention on %s", device)
+        return False
+    try:
+        import xformers  # noqa: F401
+    except ImportError:
+        log.warning("--xformers: xformers is not installed (pip install 'pico[xformers]'); using PyTorch's SDPA")
+        return False
+    return True

@@ -1,0 +1,37 @@
+"""Inpainting: repaint the white area of a mask, guided by a phrase."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pico.pipelines.base import Runner
+from pico.schemas.requests import StableDiffusionInpaintRequest
+
+
+class Inpaint(Runner):
+    name = "StableDiffusionInpaint"
+    route = "stable-diffusion-inpaint"
+    command = "inpaint"
+    request_type = StableDiffusionInpaintRequest
+    summary = "Stable Diffusion inpainting: repaint the white area of a mask."
+
+    def derive(self, base: Any, **components: Any) -> Any:
+        from diffusers import AutoPipelineForInpainting
+
+        return AutoPipelineForInpainting.from_pipe(base, **components)
+
+    def inputs(self, request: StableDiffusionInpaintRequest) -> dict[str, Any]:
+        image, mask = request.images["ImageBase64"], request.images["MaskImageBase64"]
+        size = (request.width, request.height) if request.width is not None else image.size
+        return {
+            "prompt": request.phrase,
+            "negative_prompt": request.negative_phrase,
+            "image": image,
+            "mask_image": mask,
+            "strength": request.strength,
+            "width": size[0] // 8 * 8,
+            "height": size[1] // 8 * 8,
+        }
+
+    def describe(self, request: StableDiffusionInpaintRequest) -> dict[str, Any]:
+        return {"Phrase": request.phrase, "NegativePhrase": request.negative_phrase, "Strength": request.strength}

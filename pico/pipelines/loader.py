@@ -1,0 +1,270 @@
+"""Where models come from and how long they stay: resolution, allow-list, loading, the warm cache.
+
+A model id resolves to a folder of the models directory (an offline mirror laid out as
+``DIR/org/name``) or, failing that, to the Hugging Face hub through its cache. Loaded
+pipelines stay resident in a bounded least-recently-used cache keyed by what changes the
+weights (model and dtype); every pipeline family derives its own pipeline from them.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import logging
+import threading
+import time
+from collections import OrderedDict
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Hashable, Iterator
+
+from pico.errors import ModelNotAllowed, ModelUnavailable
+from pico.pipelines.models import ALIASES, DEFAULT_MODELS, REVISIONS, VAE_MODELS
+
+log = logging.getLogger("pico")
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where one model id loads from."""
+
+    model_id: str
+    location: str  # a folder of the models directory, or a hub repo id
+    local: bool
+    revision: str | None = None
+
+
+def canonical(model_id: str) -> str:
+    """The id a model lives under now (aliases followed): one cache entry however it is named."""
+    return ALIASES.get(model_id, model_id)
+
+
+def same_model(model_id: str) -> list[str]:
+    """Every name of a model: the id, where it moved, and the old ids that moved to it."""
+    target = canonical(model_id)
+    return [model_id] + [name for name in (target, *ALIASES) if name != model_id and canonical(name) == target]
+
+
+class ModelResolver:
+    """Turns model ids into sources, and refuses ids this server does not allow."""
+
+    def __init__(self, models_dir: Path | None, allow: tuple[str, ...] = (), allow_any: bool = False):
+        self.models_dir = models_dir.resolve() if models_dir else None
+        self.allow = allow
+        self.allow_any = allow_any
+        self._known = set(DEFAULT_MODELS) | set(VAE_MODELS.values()) | set(ALIASES) | set(ALIASES.values())
+
+    def local_models(self) -> list[str]:
+        """The org/name ids present in the models directory."""
+        if not self.models_dir or not self.models_dir.is_dir():
+            return []
+        found = []
+        for folder in sorted(self.models_dir.glob("*/*")):
+            if (folder / "model_index.json").is_file() or (folder / "config.json").is_file():
+                found.append(f"{folder.parent.name}/{folder.name}")
+        return found
+
+    def is_allowed(self, model_id: str) -> bool:
+        """Defaults, their aliases and the models directory always; --allow-model globs and --allow-any-model widen it."""
+        if self.allow_any or model_id in self._known or self._local_folder(model_id):
+            return True
+        return any(fnmatch.fnmatchcase(model_id, pattern) for pattern in self.allow)
+
+    def require_allowed(self, model_id: str) -> None:
+        """Raise ModelNotAllowed (403) naming the model unless :meth:`is_allowed`."""
+        if not self.is_allowed(model_id):
+            raise ModelNotAllowed(
+                f"Model {model_id} is not allowed on this server", field="Model",
+                hint="Put it in the models directory, or start the server with --allow-model "
+                f"'{model_id}' (globs work) or --allow-any-model.",
+            )
+
+    def resolve(self, model_id: str) -> ModelSource:
+        """The source of ``model_id``: its models-directory folder (or its alias's), else the hub."""
+        self.require_allowed(model_id)
+        for name in same_model(model_id):
+            folder = self._local_folder(name)
+            if folder:
+                return ModelSource(model_id, str(folder), True)
+        return ModelSource(model_id, canonical(model_id), False, REVISIONS.get(model_id))
+
+    def _local_folder(self, model_id: str) -> Path | None:
+        """DIR/org/name when it exists and really lies inside the models directory (no ../, no symlinks out)."""
+        if not self.models_dir or "/" not in model_id:
+            return None
+        folder = (self.models_dir / model_id).resolve()
+        if not folder.is_relative_to(self.models_dir) or not folder.is_dir():
+            return None
+        return folder
+
+
+def load_pipeline(source: ModelSource, dtype: Any, offline: bool,
+                  fault: Callable[[str], None] | None = None) -> Any:
+    """Load a pipeline from safetensors (no pickles, no remote code), without a safety checker."""
+    from diffusers import DiffusionPipeline
+
+    with _load_errors(source, offline):
+        if fault is not None:
+            fault(source.model_id)
+        config = DiffusionPipeline.load_config(source.location, revision=source.revision)
+        extra = {}
+        if "safety_checker" in config:
+            extra = {"safety_checker": None, "requires_safety_checker": False}
+        return DiffusionPipeline.from_pretrained(
+            source.location, revision=source.revision, dtype=dtype, use_safetensors=True, **extra
+        )
+
+
+def load_vae(source: ModelSource, dtype: Any, offline: bool) -> Any:
+    """Load a standalone AutoencoderKL (the ema/mse VAEs) from safetensors."""
+    from diffusers import AutoencoderKL
+
+    with _load_errors(source, offline):
+        return AutoencoderKL.from_pretrained(
+            source.location, revision=source.revision, dtype=dtype, use_safetensors=True
+        )
+
+
+@contextmanager
+def _load_errors(source: ModelSource, offline: bool) -> Iterator[None]:
+    """Turn the many ways a load fails into ModelUnavailable: 404 when it does not exist, else 502."""
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        GatedRepoError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    where = "the models directory" if source.local else "the Hugging Face hub"
+    try:
+        yield
+    except (RepositoryNotFoundError, RevisionNotFoundError, GatedRepoError) as exc:
+        raise ModelUnavailable(f"Model {source.model_id} was not found on {where}: {_first_line(exc)}") from exc
+    except LocalEntryNotFoundError as exc:
+        hint = ("The hub is offline (HF_HUB_OFFLINE); put the model in the models directory as "
+                f"{source.model_id}/." if offline else "Check the network, or put the model in the models directory.")
+        raise ModelUnavailable(
+            f"Model {source.model_id} is not in the models directory or the hub cache, and the hub could not be "
+            "reached", status=404 if offline else 502, hint=hint,
+        ) from exc
+    except EntryNotFoundError as exc:
+        raise ModelUnavailable(
+            f"Model {source.model_id} has no safetensors weights in {where}", status=502,
+            hint="PICO loads only safetensors weights (never pickles).",
+        ) from exc
+    except (OSError, ValueError, KeyError, json.JSONDecodeError, RuntimeError) as exc:
+        raise ModelUnavailable(
+            f"Model {source.model_id} could not be loaded from {where}: {_first_line(exc)}", status=502,
+        ) from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+@dataclass
+class CacheEntry:
+    """One loaded model and the calls using it."""
+
+    key: Hashable
+    value: Any = None
+    users: int = 0
+    load_seconds: float = 0.0
+    ready: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+    extras: dict = field(default_factory=dict)
+
+
+class ModelCache:
+    """A bounded LRU of loaded models; a model in use is never evicted, and each loads once."""
+
+    def __init__(self, load: Callable[[Hashable], Any], max_models: int,
+                 release: Callable[[Any], None] = lambda _value: None):
+        self._load = load
+        self._release = release
+        self.max_models = max_models
+        self._entries: OrderedDict[Hashable, CacheEntry] = OrderedDict()
+        self._lock = threading.Lock()
+        self.loads = 0
+
+    @contextmanager
+    def use(self, key: Hashable) -> Iterator[CacheEntry]:
+        """The entry for ``key``, loading it if needed, held (not evictable) until the block ends."""
+        entry, loader = self._claim(key)
+        try:
+            if loader:
+                self._fill(entry)
+            else:
+                entry.ready.wait()
+                if entry.error is not None:
+                    raise entry.error
+            yield entry
+        finally:
+            with self._lock:
+                entry.users -= 1
+            self._evict()
+
+    def keys(self) -> list[Hashable]:
+        """Keys of the loaded models, least recently used first."""
+        with self._lock:
+            return [k for k, e in self._entries.items() if e.ready.is_set() and e.error is None]
+
+    def entries(self) -> list[CacheEntry]:
+        """Loaded entries, least recently used first."""
+        with self._lock:
+            return [e for e in self._entries.values() if e.ready.is_set() and e.error is None]
+
+    def clear(self) -> None:
+        """Drop every model not in use."""
+        with self._lock:
+            idle = [k for k, e in self._entries.items() if e.users == 0 and e.ready.is_set()]
+            dropped = [self._entries.pop(k) for k in idle]
+        for entry in dropped:
+            self._release(entry.value)
+
+    def _claim(self, key: Hashable) -> tuple[CacheEntry, bool]:
+        with self._lock:
+            entry = self._entries.get(key)
+            loader = entry is None
+            if loader:
+                entry = self._entries[key] = CacheEntry(key)
+            self._entries.move_to_end(key)
+            entry.users += 1
+            return entry, loader
+
+    def _fill(self, entry: CacheEntry) -> None:
+        started = time.perf_counter()
+        try:
+            self._evict(room_for_one=True)
+            entry.value = self._load(entry.key)
+        except BaseException as exc:
+            entry.error = exc
+            with self._lock:
+                self._entries.pop(entry.key, None)
+            raise
+        finally:
+            entry.load_seconds = time.perf_counter() - started
+            entry.ready.set()
+        self.loads += 1
+        log.info("loaded %s in %.1f s", entry.key, entry.load_seconds)
+
+    def _evict(self, room_for_one: bool = False) -> None:
+        """Release least recently used idle models beyond the bound."""
+        limit = self.max_models - (1 if room_for_one else 0)
+        dropped = []
+        with self._lock:
+            loaded = [e for e in self._entries.values() if e.ready.is_set() and e.error is None]
+            excess = len(loaded) - limit
+            for entry in loaded:
+                if excess <= 0:
+                    break
+                if entry.users == 0:
+                    del self._entries[entry.key]
+                    dropped.append(entry)
+                    excess -= 1
+        for entry in dropped:
+            log.info("unloaded %s (least recently used)", entry.key)
+            self._release(entry.value)

@@ -1,0 +1,26 @@
+"""The model ids PICO knows by default: defaults per pipeline, VAEs, aliases, revisions."""
+
+from __future__ import annotations
+
+SD1_MODEL = "runwayml/stable-diffusion-v1-5"
+SD2_MODEL = "stabilityai/stable-diffusion-2-1"
+SDXL_MODEL = "stabilityai/stable-diffusion-xl-base-1.0"
+SD1_INPAINT_MODEL = "runwayml/stable-diffusion-inpainting"
+VARIATION_MODEL = "lambdalabs/sd-image-variations-diffusers"
+
+# VaeType -> the VAE swapped in for the SD 1/2 families.
+VAE_MODELS = {
+    "ema": "stabilityai/sd-vae-ft-ema",
+    "mse": "stabilityai/sd-vae-ft-mse",
+}
+
+# Ids that moved on the hub keep working: requested id -> where it lives now.
+ALIASES = {
+    "runwayml/stable-diffusion-v1-5": "stable-diffusion-v1-5/stable-diffusion-v1-5",
+    "runwayml/stable-diffusion-inpainting": "stable-diffusion-v1-5/stable-diffusion-inpainting",
+}
+
+# Hub revisions the original pinned.
+REVISIONS = {VARIATION_MODEL: "v2.0"}
+
+DEFAULT_MODELS = (SD1_MODEL, SD2_MODEL, SDXL_MODEL, SD1_INPAINT_MODEL, VARIATION_MODEL)

@@ -1,0 +1,40 @@
+"""Route name -> runner, in one table. Adding a pipeline is a file and a line here."""
+
+from __future__ import annotations
+
+from pico.errors import NotFound
+from pico.pipelines.base import Runner
+from pico.pipelines.image2image import ImageToImage
+from pico.pipelines.inpaint import Inpaint
+from pico.pipelines.text2image import StableDiffusion, StableDiffusion2, StableDiffusionXL
+from pico.pipelines.variation import ImageVariation
+from pico.schemas.requests import GenerationRequest
+
+RUNNERS: tuple[Runner, ...] = (
+    StableDiffusion(),
+    StableDiffusion2(),
+    StableDiffusionXL(),
+    ImageToImage(),
+    ImageVariation(),
+    Inpaint(),
+)
+
+BY_ROUTE = {runner.route: runner for runner in RUNNERS}
+_BY_TYPE = {runner.request_type: runner for runner in RUNNERS}
+_BY_ANY_NAME = {
+    key.lower(): runner for runner in RUNNERS for key in (runner.route, runner.command, runner.name)
+}
+
+
+def runner_for(request: GenerationRequest) -> Runner:
+    """The runner that takes this request type."""
+    return _BY_TYPE[type(request)]
+
+
+def find_runner(name: str) -> Runner:
+    """A runner by its route, CLI command or Name (any case); NotFound lists the known ones."""
+    runner = _BY_ANY_NAME.get(str(name).strip().lower())
+    if runner is None:
+        known = ", ".join(r.route for r in RUNNERS)
+        raise NotFound(f"Unknown pipeline {name!r}; known: {known}", field="Pipeline")
+    return runner

@@ -1,0 +1,61 @@
+"""Text-to-image: Stable Diffusion 1.x, 2.x and XL, from a phrase."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pico.errors import InvalidRequest
+from pico.pipelines.base import Runner
+from pico.schemas.requests import (
+    StableDiffusion2Request,
+    StableDiffusionRequest,
+    StableDiffusionXlRequest,
+)
+
+
+class TextToImage(Runner):
+    """Draws the phrase from noise; Diffusers picks the SD or SDXL pipeline from the model."""
+
+    def derive(self, base: Any, **components: Any) -> Any:
+        from diffusers import AutoPipelineForText2Image
+
+        return AutoPipelineForText2Image.from_pipe(base, **components)
+
+    def check(self, base: Any, request: StableDiffusionRequest) -> None:
+        super().check(base, request)
+        if base.unet.config.in_channels != 4:
+            raise InvalidRequest(
+                f"Model {request.model} is an inpainting model and cannot draw from a phrase alone",
+                field="Model", hint="Use it with the inpaint pipeline, or pick a text-to-image model.",
+            )
+
+    def inputs(self, request: StableDiffusionRequest) -> dict[str, Any]:
+        return {"prompt": request.phrase, "negative_prompt": request.negative_phrase}
+
+    def describe(self, request: StableDiffusionRequest) -> dict[str, Any]:
+        return {"Phrase": request.phrase, "NegativePhrase": request.negative_phrase}
+
+
+class StableDiffusion(TextToImage):
+    name = "StableDiffusion"
+    route = "stable-diffusion"
+    command = "stable-diffusion"
+    request_type = StableDiffusionRequest
+    summary = "Stable Diffusion 1.x text-to-image."
+
+
+class StableDiffusion2(TextToImage):
+    name = "StableDiffusion2"
+    route = "stable-diffusion-2"
+    command = "stable-diffusion-2"
+    request_type = StableDiffusion2Request
+    summary = "Stable Diffusion 2.x text-to-image, with the DPM-Solver multistep scheduler."
+    default_scheduler = "DPM++ 2M"
+
+
+class StableDiffusionXL(TextToImage):
+    name = "StableDiffusionXL"
+    route = "stable-diffusion-xl"
+    command = "stable-diffusion-xl"
+    request_type = StableDiffusionXlRequest
+    summary = "Stable Diffusion XL text-to-image, without the invisible watermark."

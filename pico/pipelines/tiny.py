@@ -1,0 +1,234 @@
+"""Tiny random-weight pipelines of the real classes, for tests and demo mode.
+
+Each model is built from a config with random weights, saved in safetensors under
+``DIR/<org>/<name>`` for every default model id, and loaded back through exactly the
+same ``from_pretrained`` path as a real model. Their images are noise, by design.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pico.pipelines.models import (
+    SD1_INPAINT_MODEL,
+    SD1_MODEL,
+    SD2_MODEL,
+    SDXL_MODEL,
+    VAE_MODELS,
+    VARIATION_MODEL,
+)
+
+MARKER = "pico-tiny.json"
+TEXT_HIDDEN = 32
+SEED = 0
+
+
+def _byte_symbols() -> list[str]:
+    """The 256 byte-level symbols of GPT-2/CLIP BPE (bytes mapped to printable unicode)."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+    printable += list(range(ord("®"), ord("ÿ") + 1))
+    codes = printable[:]
+    extra = 0
+    for b in range(256):
+        if b not in printable:
+            codes.append(256 + extra)
+            extra += 1
+    return [chr(c) for c in codes]
+
+
+def write_tokenizer(folder: Path) -> None:
+    """Write a byte-level CLIP tokenizer that needs no download (a vocabulary and empty merges)."""
+    from transformers import CLIPTokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    symbols = _byte_symbols()
+    tokens = symbols + [s + "</w>" for s in symbols] + ["<|startoftext|>", "<|endoftext|>"]
+    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}), "utf-8")
+    (folder / "merges.txt").write_text("#version: 0.2\n", "utf-8")
+    tokenizer = CLIPTokenizer(
+        vocab_file=str(folder / "vocab.json"),
+        merges_file=str(folder / "merges.txt"),
+        model_max_length=77,
+    )
+    tokenizer.save_pretrained(folder)
+
+
+def _tokenizer(scratch: Path):
+    from transformers import CLIPTokenizer
+
+    write_tokenizer(scratch)
+    return CLIPTokenizer.from_pretrained(scratch)
+
+
+VOCAB_SIZE = 256 * 2 + 2
+
+
+def _text_encoder(with_projection: bool = False):
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    config = CLIPTextConfig(
+        vocab_size=VOCAB_SIZE,
+        hidden_size=TEXT_HIDDEN,
+        intermediate_size=37,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        projection_dim=TEXT_HIDDEN,
+        bos_token_id=VOCAB_SIZE - 2,
+        eos_token_id=VOCAB_SIZE - 1,
+        pad_token_id=VOCAB_SIZE - 1,
+        max_position_embeddings=77,
+    )
+    cls = CLIPTextModelWithProjection if with_projection else CLIPTextModel
+    return cls(config).eval()
+
+
+def _vae():
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        block_out_channels=(32, 32),
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        latent_channels=4,
+        norm_num_groups=32,
+        sample_size=64,
+    )
+
+
+def _unet(in_channels: int = 4, cross_attention_dim: int = TEXT_HIDDEN, **extra):
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        norm_num_groups=32,
+        sample_size=32,
+        in_channels=in_channels,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=cross_attention_dim,
+        attention_head_dim=(2, 4),
+        **extra,
+    )
+
+
+def _sd(scratch: Path, *, in_channels: int = 4, v2: bool = False):
+    from diffusers import DDIMScheduler, PNDMScheduler, StableDiffusionInpaintPipeline, StableDiffusionPipeline
+
+    if v2:
+        scheduler = DDIMScheduler(
+            beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+            prediction_type="v_prediction", clip_sample=False, set_alpha_to_one=False,
+            steps_offset=1,
+        )
+    else:
+        scheduler = PNDMScheduler(
+            beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+            skip_prk_steps=True, steps_offset=1,
+        )
+    cls = StableDiffusionInpaintPipeline if in_channels == 9 else StableDiffusionPipeline
+    return cls(
+        vae=_vae(),
+        text_encoder=_text_encoder(),
+        tokenizer=_tokenizer(scratch),
+        unet=_unet(in_channels=in_channels, use_linear_projection=v2),
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
+def _sdxl(scratch: Path):
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline
+
+    time_embed_dim = 8
+    unet = _unet(
+        cross_attention_dim=TEXT_HIDDEN * 2,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=time_embed_dim,
+        projection_class_embeddings_input_dim=TEXT_HIDDEN + 6 * time_embed_dim,
+        transformer_layers_per_block=(1, 2),
+        use_linear_projection=True,
+    )
+    return StableDiffusionXLPipeline(
+        vae=_vae(),
+        text_encoder=_text_encoder(),
+        text_encoder_2=_text_encoder(with_projection=True),
+        tokenizer=_tokenizer(scratch),
+        tokenizer_2=_tokenizer(scratch),
+        unet=unet,
+        scheduler=EulerDiscreteScheduler(
+            beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+            steps_offset=1, timestep_spacing="leading",
+        ),
+        force_zeros_for_empty_prompt=True,
+        add_watermarker=False,
+    )
+
+
+def _variation():
+    from diffusers import PNDMScheduler, StableDiffusionImageVariationPipeline
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    encoder = CLIPVisionModelWithProjection(
+        CLIPVisionConfig(
+            hidden_size=TEXT_HIDDEN, projection_dim=TEXT_HIDDEN, intermediate_size=37,
+            num_attention_heads=4, num_hidden_layers=2, image_size=32, patch_size=4,
+        )
+    ).eval()
+    processor = CLIPImageProcessor(crop_size=32, size=32)
+    return StableDiffusionImageVariationPipeline(
+        vae=_vae(),
+        image_encoder=encoder,
+        unet=_unet(),
+        scheduler=PNDMScheduler(
+            beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+            skip_prk_steps=True, steps_offset=1,
+        ),
+        safety_checker=None,
+        feature_extractor=processor,
+        requires_safety_checker=False,
+    )
+
+
+def is_tiny(folder: Path) -> bool:
+    """True when ``folder`` holds models written by this module."""
+    return (folder / MARKER).is_file()
+
+
+def write_tiny_models(root: Path | str) -> list[str]:
+    """Build every tiny model and save it under ``root/<model id>``; returns the ids written.
+
+    Idempotent: a tree already written (its marker present) is left as it is.
+    """
+    import torch
+
+    from pico.pipelines.base import quiet_libraries
+
+    quiet_libraries()
+    root = Path(root)
+    if is_tiny(root):
+        return json.loads((root / MARKER).read_text("utf-8"))["models"]
+    root.mkdir(parents=True, exist_ok=True)
+    scratch = root / ".tokenizer"
+    torch.manual_seed(SEED)
+    builders = {
+        SD1_MODEL: lambda: _sd(scratch),
+        SD2_MODEL: lambda: _sd(scratch, v2=True),
+        SDXL_MODEL: lambda: _sdxl(scratch),
+        SD1_INPAINT_MODEL: lambda: _sd(scratch, in_channels=9),
+        VARIATION_MODEL: _variation,
+        **{vae_id: _vae for vae_id in VAE_MODELS.values()},
+    }
+    for model_id, build in builders.items():
+        build().save_pretrained(root / model_id, safe_serialization=True)
+    for leftover in sorted(scratch.iterdir()):
+        leftover.unlink()
+    scratch.rmdir()
+    (root / MARKER).write_text(json.dumps({"models": list(builders)}), "utf-8")
+    return list(builders)

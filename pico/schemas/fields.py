@@ -1,0 +1,223 @@
+"""Field specs on request dataclasses: one source for validation and for the JSON Schema.
+
+A request dataclass declares each field with :func:`option`, giving its default, its
+allowed range or choices and a description. :func:`parse` turns a decoded JSON body into
+a validated request (or raises :class:`InvalidRequest` naming the field), and
+:func:`json_schema` describes the same class for the OpenAPI document.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from dataclasses_json import config as json_config
+from dataclasses_json.stringcase import pascalcase
+
+from pico.errors import InvalidRequest, MalformedRequest
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What a field accepts, beyond its Python type."""
+
+    required: bool = False
+    minimum: float | None = None
+    maximum: float | None = None
+    multiple_of: int | None = None
+    choices: tuple[str, ...] | None = None
+    max_length: int | None = None
+    image: str | None = None  # PIL mode ("RGB", "L") of a base64 image field
+    description: str = ""
+    example: Any = None
+
+
+def option(default: Any = None, **spec: Any) -> Any:
+    """A request field with a default and a :class:`Spec` (range, choices, description)."""
+    return field(default=default, metadata={"pico": Spec(**spec)})
+
+
+def internal(factory: Any) -> Any:
+    """A field that is neither read from nor written to JSON (filled in by parsing)."""
+    return field(default_factory=factory, init=False, repr=False, compare=False,
+                 metadata={**json_config(exclude=lambda _: True), "internal": True})
+
+
+def wire_name(name: str) -> str:
+    """The JSON name of a Python field: ``guidance_scale`` -> ``GuidanceScale``."""
+    return pascalcase(name)
+
+
+def spec_of(f: dataclasses.Field) -> Spec:
+    """The spec declared on a dataclass field (an empty one if none)."""
+    return f.metadata.get("pico", Spec())
+
+
+def wire_fields(cls: type) -> list[dataclasses.Field]:
+    """The fields of ``cls`` that appear in JSON."""
+    return [f for f in dataclasses.fields(cls) if f.init and not f.metadata.get("internal")]
+
+
+def image_fields(cls: type) -> list[dataclasses.Field]:
+    """The fields of ``cls`` that carry a base64 image."""
+    return [f for f in wire_fields(cls) if spec_of(f).image]
+
+
+def describe(value: Any) -> str:
+    """A short description of a JSON value for error messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        shown = value if len(value) <= 40 else value[:37] + "..."
+        return f"the string {shown!r}"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _base_type(annotation: Any) -> tuple[type, bool]:
+    """(the type, whether null is allowed) for ``int``, ``str | None`` and the like."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return args[0], True
+    return annotation, False
+
+
+def _range_text(s: Spec) -> str:
+    return f"between {_num(s.minimum)} and {_num(s.maximum)}"
+
+
+def _num(value: float | None) -> str:
+    return str(int(value)) if value is not None and float(value).is_integer() else str(value)
+
+
+def coerce(key: str, value: Any, annotation: Any, s: Spec) -> Any:
+    """Check one JSON value against its field's type and spec; returns the value to store."""
+    kind, nullable = _base_type(annotation)
+    if value is None:
+        if nullable:
+            return None
+        raise InvalidRequest(f"{key} must not be null; leave it out to get the default", field=key)
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise InvalidRequest(f"{key} must be true or false, got {describe(value)}", field=key)
+        return value
+    if kind is int:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidRequest(f"{key} must be an integer {_range_text(s)}, got {describe(value)}", field=key)
+    elif kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise InvalidRequest(f"{key} must be a number {_range_text(s)}, got {describe(value)}", field=key)
+        value = float(value)
+    elif kind is str:
+        if not isinstance(value, str):
+            raise InvalidRequest(f"{key} must be a string, got {describe(value)}", field=key)
+        if s.max_length is not None and len(value) > s.max_length:
+            raise InvalidRequest(
+                f"{key} is {len(value)} characters long; the limit is {s.max_length}", field=key
+            )
+        if s.choices is not None:
+            for choice in s.choices:
+                if choice.lower() == value.strip().lower():
+                    return choice
+            raise InvalidRequest(
+                f"{key} must be one of {', '.join(repr(c) for c in s.choices)}, got {describe(value)}", field=key
+            )
+        return value
+    if s.minimum is not None and (value < s.minimum or value > s.maximum):
+        raise InvalidRequest(f"{key} must be {_range_text(s)}, got {_num(value)}", field=key)
+    if s.multiple_of and value % s.multiple_of:
+        raise InvalidRequest(f"{key} must be a multiple of {s.multiple_of}, got {value}", field=key)
+    return value
+
+
+def parse(cls: type[T], body: Any) -> T:
+    """Validate a decoded JSON body against request class ``cls``.
+
+    Raises MalformedRequest when the body is not an object, InvalidRequest naming the
+    first field that is missing, of the wrong type or out of range. Unknown keys are
+    kept in the request's ``ignored_fields`` so a misspelt field is visible.
+    """
+    if not isinstance(body, dict):
+        raise MalformedRequest(f"The request body must be a JSON object, got {describe(body)}")
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    known = set()
+    for f in wire_fields(cls):
+        key = wire_name(f.name)
+        known.add(key)
+        s = spec_of(f)
+        if key not in body:
+            if s.required:
+                raise InvalidRequest(f"{key} is required", field=key, hint=_did_you_mean(key, body))
+            continue
+        values[f.name] = coerce(key, body[key], hints[f.name], s)
+        if s.required and values[f.name] in (None, ""):
+            raise InvalidRequest(f"{key} is required and must not be empty", field=key)
+    request = cls(**values)
+    request.ignored_fields = sorted(k for k in body if k not in known)
+    return request
+
+
+def _did_you_mean(key: str, body: dict) -> str | None:
+    close = difflib.get_close_matches(key.lower(), [str(k).lower() for k in body], n=1, cutoff=0.75)
+    if not close:
+        return None
+    original = next(k for k in body if str(k).lower() == close[0])
+    return f"The body has {original!r}; field names are case-sensitive: use {key!r}"
+
+
+_JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string"}
+
+
+def json_schema(cls: type) -> dict:
+    """A JSON Schema (OpenAPI 3.1 dialect) of request class ``cls``, from the same specs parse() checks."""
+    hints = typing.get_type_hints(cls)
+    properties: dict[str, dict] = {}
+    required = []
+    for f in wire_fields(cls):
+        key = wire_name(f.name)
+        s = spec_of(f)
+        kind, nullable = _base_type(hints[f.name])
+        prop: dict[str, Any] = {"type": [_JSON_TYPES[kind], "null"] if nullable else _JSON_TYPES[kind]}
+        if s.description:
+            prop["description"] = s.description
+        if s.minimum is not None:
+            prop["minimum"], prop["maximum"] = s.minimum, s.maximum
+        if s.multiple_of:
+            prop["multipleOf"] = s.multiple_of
+        if s.choices is not None:
+            prop["enum"] = list(s.choices) + ([None] if nullable else [])
+        if s.max_length is not None:
+            prop["maxLength"] = s.max_length
+        if s.image:
+            prop["contentEncoding"] = "base64"
+            prop["contentMediaType"] = "image/*"
+        if s.required:
+            required.append(key)
+        elif f.default is not dataclasses.MISSING:
+            prop["default"] = f.default
+        if s.example is not None:
+            prop["examples"] = [s.example]
+        properties[key] = prop
+    schema = {"type": "object", "title": cls.__name__, "properties": properties, "additionalProperties": True}
+    if cls.__doc__:
+        schema["description"] = cls.__doc__.strip().splitlines()[0]
+    if required:
+        schema["required"] = required
+    return schema

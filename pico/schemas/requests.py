@@ -1,0 +1,200 @@
+"""The request dataclasses of the six pipelines, with the original PICO's names and defaults.
+
+Field names travel as PascalCase (``GuidanceScale``), exactly as existing clients send them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+from dataclasses_json import DataClassJsonMixin, LetterCase
+from dataclasses_json import config as json_config
+from PIL import Image
+
+from pico.errors import InvalidRequest
+from pico.pipelines.models import SD1_INPAINT_MODEL, SD1_MODEL, SD2_MODEL, SDXL_MODEL, VARIATION_MODEL
+from pico.pipelines.schedulers import SCHEDULER_NAMES
+from pico.schemas import fields
+from pico.schemas.fields import internal, option
+from pico.schemas.images import FORMATS, decode_image
+
+MAX_STEPS = 250
+MAX_TOTAL = 5
+MAX_SEED = 2**32 - 1
+MAX_PHRASE_CHARS = 20_000
+MIN_SIDE, MAX_SIDE = 64, 4096
+MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+R = TypeVar("R", bound="GenerationRequest")
+
+
+def _model(default: str) -> Any:
+    return option(default, description="Model id, org/name: from the models directory or the Hugging Face hub.",
+                  max_length=200)
+
+
+def _guidance(default: float) -> Any:
+    return option(default, minimum=0, maximum=10,
+                  description="How closely to follow the phrase (classifier-free guidance scale).")
+
+
+def _image(description: str, mode: str = "RGB") -> Any:
+    return option("", required=True, image=mode, description=description)
+
+
+@dataclass(kw_only=True)
+class GenerationRequest(DataClassJsonMixin):
+    """Fields every pipeline shares."""
+
+    dataclass_json_config: ClassVar[dict] = json_config(letter_case=LetterCase.PASCAL)["dataclasses_json"]
+
+    model: str = _model(SD1_MODEL)
+    total: int = option(1, minimum=1, maximum=MAX_TOTAL, description="Number of images.")
+    seed: int | None = option(
+        None, minimum=-1, maximum=MAX_SEED,
+        description="Seed of the first image (image i uses Seed+i); null or -1 picks one at random.",
+    )
+    guidance_scale: float = _guidance(7.5)
+    quality: float = option(
+        0.2, minimum=0, maximum=1, description="Fraction of 250 denoising steps (0.2 -> 50 steps, at least 1).",
+    )
+    steps: int | None = option(
+        None, minimum=1, maximum=MAX_STEPS, description="Denoising steps; overrides Quality when given.",
+    )
+    precision: str = option("half", choices=("half", "full"),
+                            description="half = float16, full = float32 (CPUs always run full).")
+    vae_type: str = option("original", choices=("original", "ema", "mse"),
+                           description="VAE: the model's own, or stabilityai/sd-vae-ft-ema or -mse (SD 1/2 only).")
+    attention_slicing: bool = option(False, description="Compute attention in slices: less memory, a bit slower.")
+    width: int | None = option(None, minimum=MIN_SIDE, maximum=MAX_SIDE, multiple_of=8,
+                               description="Image width in pixels; default: the model's native size.")
+    height: int | None = option(None, minimum=MIN_SIDE, maximum=MAX_SIDE, multiple_of=8,
+                                description="Image height in pixels; default: the model's native size.")
+    scheduler: str | None = option(None, choices=SCHEDULER_NAMES,
+                                   description="Sampler, by its AUTOMATIC1111 name; default: the model's own.")
+    output_format: str = option("png", choices=FORMATS, description="Encoding of the returned images.")
+
+    ignored_fields: list[str] = internal(list)
+    images: dict[str, Image.Image] = internal(dict)
+
+    def validate(self, max_pixels: int) -> None:
+        """Checks across fields, and decoding of image fields; raises InvalidRequest."""
+        if not MODEL_ID.match(self.model) or ".." in self.model:
+            raise InvalidRequest(
+                f"Model must be a model id of the form org/name, got {self.model!r}", field="Model",
+                hint="Local paths are not accepted: put the model in the models directory and use its org/name.",
+            )
+        if (self.width is None) != (self.height is None):
+            missing = "Height" if self.height is None else "Width"
+            raise InvalidRequest(f"{missing} must be given together with {'Width' if missing == 'Height' else 'Height'}",
+                                 field=missing)
+        if self.width is not None and self.width * self.height > max_pixels:
+            raise InvalidRequest(
+                f"Width x Height is {self.width}x{self.height} ({self.width * self.height:,} pixels); "
+                f"the limit is {max_pixels:,} pixels", field="Width",
+            )
+        for f in fields.image_fields(type(self)):
+            name = fields.wire_name(f.name)
+            self.images[name] = decode_image(getattr(self, f.name), name, max_pixels, fields.spec_of(f).image)
+
+    def step_count(self) -> int:
+        """Denoising steps: Steps when given, else round(250 x Quality), from 1 to 250."""
+        if self.steps is not None:
+            return self.steps
+        return max(1, min(MAX_STEPS, round(MAX_STEPS * self.quality)))
+
+    def parameters(self) -> dict[str, Any]:
+        """The request as JSON, without image payloads: what is embedded in output files."""
+        data = self.to_dict()
+        for f in fields.image_fields(type(self)):
+            data.pop(fields.wire_name(f.name), None)
+        return data
+
+    @classmethod
+    def parse(cls: type[R], body: Any, max_pixels: int) -> R:
+        """Validate a decoded JSON body into this request type (see :func:`pico.schemas.fields.parse`)."""
+        request = fields.parse(cls, body)
+        request.validate(max_pixels)
+        return request
+
+
+@dataclass(kw_only=True)
+class StableDiffusionRequest(GenerationRequest):
+    """Stable Diffusion 1.x text-to-image."""
+
+    phrase: str = option("", required=True, max_length=MAX_PHRASE_CHARS, example="ginger cat",
+                         description="What to draw (the prompt). The model reads its first 77 tokens.")
+    negative_phrase: str | None = option(None, max_length=MAX_PHRASE_CHARS,
+                                         description="What to keep out of the image (negative prompt).")
+
+
+@dataclass(kw_only=True)
+class StableDiffusion2Request(StableDiffusionRequest):
+    """Stable Diffusion 2.x text-to-image (DPM-Solver multistep scheduler by default)."""
+
+    model: str = _model(SD2_MODEL)
+
+
+@dataclass(kw_only=True)
+class StableDiffusionXlRequest(StableDiffusionRequest):
+    """Stable Diffusion XL text-to-image (no invisible watermark)."""
+
+    model: str = _model(SDXL_MODEL)
+    guidance_scale: float = _guidance(5.0)
+
+    def validate(self, max_pixels: int) -> None:
+        """As the base, and VaeType must be original: the ema/mse VAEs do not fit SDXL."""
+        if self.vae_type != "original":
+            raise_vae_mismatch(self.vae_type, self.model)
+        super().validate(max_pixels)
+
+
+def raise_vae_mismatch(vae_type: str, model: str) -> None:
+    """Refuse an SD 1/2 VAE for an SDXL model."""
+    raise InvalidRequest(
+        f"VaeType {vae_type!r} does not fit SDXL model {model}: the ema and mse VAEs are for SD 1 and 2",
+        field="VaeType", hint="Leave VaeType out (or 'original') for SDXL.",
+    )
+
+
+def _strength(default: float) -> Any:
+    return option(default, minimum=0, maximum=1,
+                  description="How much to change the input image: 0 keeps it, 1 ignores it.")
+
+
+@dataclass(kw_only=True)
+class StableDiffusionImageToImageRequest(StableDiffusionRequest):
+    """Stable Diffusion image-to-image: redraw ImageBase64 guided by the phrase."""
+
+    image_base64: str = _image("The input image (PNG, JPEG, WebP...), base64 or a data: URL.")
+    strength: float = _strength(0.8)
+
+
+@dataclass(kw_only=True)
+class StableDiffusionInpaintRequest(StableDiffusionRequest):
+    """Stable Diffusion inpainting: repaint the white area of the mask."""
+
+    model: str = _model(SD1_INPAINT_MODEL)
+    image_base64: str = _image("The input image, base64 or a data: URL.")
+    mask_image_base64: str = _image(
+        "The mask, base64: white is repainted, black kept. Resized to the image's size if it differs.", "L"
+    )
+    strength: float = _strength(1.0)
+
+    def validate(self, max_pixels: int) -> None:
+        """As the base, then the mask is resized to the image when their sizes differ."""
+        super().validate(max_pixels)
+        image, mask = self.images["ImageBase64"], self.images["MaskImageBase64"]
+        if mask.size != image.size:
+            self.images["MaskImageBase64"] = mask.resize(image.size, Image.Resampling.NEAREST)
+
+
+@dataclass(kw_only=True)
+class StableDiffusionImageVariationRequest(GenerationRequest):
+    """Stable Diffusion image variation: new images in the manner of ImageBase64 (no phrase)."""
+
+    model: str = _model(VARIATION_MODEL)
+    image_base64: str = _image("The input image, base64 or a data: URL.")
+    guidance_scale: float = _guidance(3.0)

@@ -1,0 +1,43 @@
+"""The PicoResponse and health bodies of the PICO API."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from dataclasses_json import DataClassJsonMixin, LetterCase
+from dataclasses_json import config as json_config
+
+PASCAL = json_config(letter_case=LetterCase.PASCAL)["dataclasses_json"]
+
+
+@dataclass
+class PicoImage(DataClassJsonMixin):
+    """One generated image: the pipeline's Name, the encoded image, and how it was made."""
+
+    dataclass_json_config: ClassVar[dict] = PASCAL
+
+    name: str
+    image_base64: str
+    metadata: dict[str, Any]
+
+
+@dataclass
+class PicoResponse(DataClassJsonMixin):
+    """The body of every successful generation on the PICO API."""
+
+    dataclass_json_config: ClassVar[dict] = PASCAL
+
+    elapsed_seconds: float
+    images: list[PicoImage]
+    ignored_fields: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Health(DataClassJsonMixin):
+    """The health route's body: Idle, or Busy while every generation slot is taken."""
+
+    dataclass_json_config: ClassVar[dict] = PASCAL
+
+    status: str

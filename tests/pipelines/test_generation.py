@@ -1,0 +1,204 @@
+"""Every pipeline generates real images from the tiny models through the library API."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from pico.config import Settings
+from pico.errors import InvalidRequest, ModelUnavailable, OutOfMemory
+from pico.pipelines.engine import Engine
+from pico.pipelines.registry import RUNNERS, find_runner
+from pico.schemas.requests import (
+    StableDiffusion2Request,
+    StableDiffusionImageToImageRequest,
+    StableDiffusionImageVariationRequest,
+    StableDiffusionInpaintRequest,
+    StableDiffusionRequest,
+    StableDiffusionXlRequest,
+)
+
+MAX_PIXELS = 2048 * 2048
+
+
+def request(cls, **body):
+    body.setdefault("Steps", 2)
+    return cls.parse(body, MAX_PIXELS)
+
+
+def pixels(generation):
+    return [np.asarray(image) for image in generation.images]
+
+
+@pytest.fixture
+def bodies(image_b64, mask_b64):
+    """One minimal valid request per pipeline."""
+    return {
+        "StableDiffusion": (StableDiffusionRequest, {"Phrase": "ginger cat"}),
+        "StableDiffusion2": (StableDiffusion2Request, {"Phrase": "ginger cat"}),
+        "StableDiffusionXL": (StableDiffusionXlRequest, {"Phrase": "ginger cat"}),
+        "StableDiffusionImageToImage": (StableDiffusionImageToImageRequest,
+                                        {"Phrase": "ginger cat", "ImageBase64": image_b64}),
+        "StableDiffusionImageVariation": (StableDiffusionImageVariationRequest, {"ImageBase64": image_b64}),
+        "StableDiffusionInpaint": (StableDiffusionInpaintRequest,
+                                   {"Phrase": "ginger cat", "ImageBase64": image_b64, "MaskImageBase64": mask_b64}),
+    }
+
+
+@pytest.mark.parametrize("name", [r.name for r in RUNNERS])
+def test_each_pipeline_makes_the_images_asked_for(engine, bodies, name):
+    cls, body = bodies[name]
+    generation = engine.generate(request(cls, Total=2, Seed=41, **body))
+    assert generation.name == name
+    assert [image.size for image in generation.images] == [(64, 64), (64, 64)]
+    assert [m["Seed"] for m in generation.metadata] == [41, 42]
+    assert [m["Index"] for m in generation.metadata] == [0, 1]
+    assert all(m["Quality"] == 2 and m["Precision"] == "full" for m in generation.metadata)
+    assert generation.warnings == [
+        "Precision 'half' is not available on the CPU; ran in float32 (Precision 'full')."]
+
+
+def test_metadata_of_text_to_image(engine):
+    generation = engine.generate(request(StableDiffusionRequest, Phrase="ginger cat", NegativePhrase="dog",
+                                         Seed=7, GuidanceScale=6.5, Precision="full"))
+    assert generation.metadata == [{
+        "Model": "runwayml/stable-diffusion-v1-5", "Phrase": "ginger cat", "NegativePhrase": "dog",
+        "GuidanceScale": 6.5, "Quality": 2, "Precision": "full", "Scheduler": "PNDM",
+        "Seed": 7, "Index": 0, "Width": 64, "Height": 64,
+    }]
+    assert generation.warnings == []
+
+
+def test_same_seed_same_pixels_other_seed_other_pixels(engine):
+    first = pixels(engine.generate(request(StableDiffusionXlRequest, Phrase="cat", Seed=123)))
+    again = pixels(engine.generate(request(StableDiffusionXlRequest, Phrase="cat", Seed=123)))
+    other = pixels(engine.generate(request(StableDiffusionXlRequest, Phrase="cat", Seed=124)))
+    assert np.array_equal(first[0], again[0])
+    assert not np.array_equal(first[0], other[0])
+
+
+def test_random_seed_is_returned_and_reproduces(engine):
+    generation = engine.generate(request(StableDiffusionRequest, Phrase="cat", Seed=-1))
+    seed = generation.metadata[0]["Seed"]
+    assert 0 <= seed < 2**32
+    replay = engine.generate(request(StableDiffusionRequest, Phrase="cat", Seed=seed))
+    assert np.array_equal(pixels(generation)[0], pixels(replay)[0])
+
+
+def test_quality_sets_the_steps_run(engine):
+    steps = []
+    generation = engine.generate(
+        request(StableDiffusion2Request, Phrase="cat", Quality=0.02, Steps=None),
+        on_step=lambda done, total: steps.append((done, total)),
+    )
+    assert generation.metadata[0]["Quality"] == 5
+    assert steps == [(i, 5) for i in range(1, 6)]
+    assert generation.metadata[0]["Scheduler"] == "DPM++ 2M"
+
+
+def test_width_height_and_scheduler(engine):
+    generation = engine.generate(request(StableDiffusionRequest, Phrase="cat", Width=96, Height=64,
+                                         Scheduler="Euler a"))
+    assert generation.images[0].size == (96, 64)
+    assert generation.metadata[0]["Scheduler"] == "Euler a"
+
+
+def test_image_to_image_keeps_input_size_and_reports_strength(engine):
+    from tests.conftest import b64, png_bytes
+
+    generation = engine.generate(request(StableDiffusionImageToImageRequest, Phrase="cat",
+                                         ImageBase64=b64(png_bytes((80, 64))), Strength=0.5, Steps=4))
+    assert generation.images[0].size == (80, 64)
+    assert generation.metadata[0]["Strength"] == 0.5
+
+
+def test_vae_swap_for_sd_and_refusal_for_sdxl(engine):
+    swapped = engine.generate(request(StableDiffusionRequest, Phrase="cat", VaeType="mse", Seed=1))
+    plain = engine.generate(request(StableDiffusionRequest, Phrase="cat", Seed=1))
+    assert not np.array_equal(pixels(swapped)[0], pixels(plain)[0])
+    with pytest.raises(InvalidRequest) as caught:
+        engine.generate(request(StableDiffusionRequest, Phrase="cat", VaeType="ema",
+                                Model="stabilityai/stable-diffusion-xl-base-1.0"))
+    assert caught.value.field == "VaeType"
+
+
+def test_long_phrase_is_truncated_and_said(engine):
+    generation = engine.generate(request(StableDiffusionRequest, Phrase="cat " * 100))
+    assert "Phrase is 302 tokens long; the model reads only the first 77, the rest was ignored." in generation.warnings
+
+
+def test_attention_slicing_gives_the_same_images(engine):
+    sliced = engine.generate(request(StableDiffusionRequest, Phrase="cat", Seed=5, AttentionSlicing=True))
+    plain = engine.generate(request(StableDiffusionRequest, Phrase="cat", Seed=5))
+    assert np.abs(pixels(sliced)[0].astype(int) - pixels(plain)[0].astype(int)).max() <= 1
+
+
+def test_wrong_kind_of_model_is_refused(engine, image_b64):
+    with pytest.raises(InvalidRequest) as caught:
+        engine.generate(request(StableDiffusionRequest, Phrase="cat", Model="runwayml/stable-diffusion-inpainting"))
+    assert caught.value.message == (
+        "Model runwayml/stable-diffusion-inpainting is an inpainting model and cannot draw from a phrase alone")
+    with pytest.raises(InvalidRequest) as caught:
+        engine.generate(request(StableDiffusionImageVariationRequest, ImageBase64=image_b64,
+                                Model="runwayml/stable-diffusion-v1-5"))
+    assert caught.value.message == (
+        "Model runwayml/stable-diffusion-v1-5 is a StableDiffusionPipeline, not an image-variation model")
+
+
+def test_warm_request_touches_no_disk(tiny_models, tmp_path):
+    folder = tmp_path / "models"
+    shutil.copytree(tiny_models / "runwayml", folder / "runwayml")
+    engine = Engine(Settings(models_dir=folder, device="cpu"))
+    engine.generate(request(StableDiffusionRequest, Phrase="cat"))
+    assert engine.cache.loads == 1
+    shutil.rmtree(folder)  # the weights are gone from disk: a warm request must not notice
+    generation = engine.generate(request(StableDiffusionRequest, Phrase="cat"))
+    assert len(generation.images) == 1
+    assert engine.cache.loads == 1
+
+
+def test_three_sd1_pipelines_share_one_set_of_weights(tiny_models, image_b64, mask_b64):
+    engine = Engine(Settings(models_dir=tiny_models, device="cpu"))
+    sd1 = "runwayml/stable-diffusion-v1-5"
+    engine.generate(request(StableDiffusionRequest, Phrase="cat"))
+    engine.generate(request(StableDiffusionImageToImageRequest, Phrase="cat", ImageBase64=image_b64))
+    engine.generate(request(StableDiffusionInpaintRequest, Phrase="cat", ImageBase64=image_b64,
+                            MaskImageBase64=mask_b64, Model=sd1))
+    assert engine.cache.loads == 1
+    assert engine.loaded_models() == ["stable-diffusion-v1-5/stable-diffusion-v1-5 (float32)"]  # alias followed
+    base = engine.cache.entries()[0].value.pipeline
+    derived = [find_runner(name).derive(base) for name in ("stable-diffusion", "image-to-image", "inpaint")]
+    assert [type(p).__name__ for p in derived] == [
+        "StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline", "StableDiffusionInpaintPipeline"]
+    for pipe in derived:
+        assert pipe.unet is base.unet and pipe.vae is base.vae and pipe.text_encoder is base.text_encoder
+
+
+def test_max_models_bounds_what_stays_loaded(tiny_models):
+    engine = Engine(Settings(models_dir=tiny_models, device="cpu", max_models=1))
+    engine.generate(request(StableDiffusionRequest, Phrase="cat"))
+    engine.generate(request(StableDiffusion2Request, Phrase="cat"))
+    assert engine.loaded_models() == ["stabilityai/stable-diffusion-2-1 (float32)"]
+
+
+def test_unknown_model_in_offline_mode_is_unavailable(tiny_models):
+    engine = Engine(Settings(models_dir=tiny_models, device="cpu", allow_any_model=True))
+    with pytest.raises(ModelUnavailable) as caught:
+        engine.generate(request(StableDiffusionRequest, Phrase="cat", Model="nobody/nothing"))
+    assert caught.value.field == "Model"
+    assert "nobody/nothing" in caught.value.message
+
+
+def test_injected_faults_are_typed_and_the_engine_recovers(tiny_models):
+    engine = Engine(Settings(models_dir=tiny_models, device="cpu",
+                             faults="oom:1,load:stabilityai/stable-diffusion-2-1"))
+    with pytest.raises(OutOfMemory) as caught:
+        engine.generate(request(StableDiffusionRequest, Phrase="cat"))
+    assert caught.value.status == 503 and "Total" in caught.value.hint
+    assert len(engine.generate(request(StableDiffusionRequest, Phrase="cat")).images) == 1
+    with pytest.raises(ModelUnavailable) as caught:
+        engine.generate(request(StableDiffusion2Request, Phrase="cat"))
+    assert caught.value.status == 502
+    assert caught.value.message.startswith("Model stabilityai/stable-diffusion-2-1 could not be loaded")

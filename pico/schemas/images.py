@@ -99,7 +99,7 @@ def encode_image(image: Image.Image, fmt: str = "png", parameters: dict | None =
         if parameters is not None:
             info = PngImagePlugin.PngInfo()
             info.add_itxt(PICO_CHUNK, json.dumps(parameters, ensure_ascii=False))
-            info.add_itxt(A1111_CHUNK, a1111_parameters(parameters.get("Metadata", {})))
+            info.add_itxt(A1111_CHUNK, a1111_parameters(parameters.get("Metadata", parameters)))
         image.save(out, format="PNG", pnginfo=info, compress_level=compress_level)
     elif fmt == "jpeg":
         image.convert("RGB").save(out, format="JPEG", quality=92)
@@ -128,3 +128,13 @@ def read_parameters(data: bytes) -> dict[str, Any]:
 def to_base64(data: bytes) -> str:
     """ASCII base64 of ``data``."""
     return base64.b64encode(data).decode("ascii")
+
+
+def embedded_parameters(pipeline: str, request: dict[str, Any], metadata: dict[str, Any]) -> dict[str, Any]:
+    """What an image file carries: the pipeline route, the request that reproduces it, the image's metadata.
+
+    The request's Seed is pinned to the batch's first seed, so running that request again
+    (same Total) remakes the same batch; the image is the one at metadata Index.
+    """
+    first_seed = (metadata["Seed"] - metadata.get("Index", 0)) % 2**32
+    return {"Pipeline": pipeline, "Request": {**request, "Seed": first_seed}, "Metadata": metadata}

@@ -44,6 +44,7 @@ class Settings:
     allow_model: tuple[str, ...] = ()
     allow_any_model: bool = False
     png_compress_level: int = 1
+    shutdown_timeout: int = 60
     faults: str = ""
 
     def __post_init__(self) -> None:
@@ -59,6 +60,7 @@ class Settings:
         _check(self.max_body_mb, 1, 4096, "max-body-mb")
         _check(self.max_pixels, 64 * 64, 1 << 28, "max-pixels")
         _check(self.png_compress_level, 0, 9, "png-compress-level")
+        _check(self.shutdown_timeout, 0, 3600, "shutdown-timeout")
         if self.offload not in OFFLOAD_MODES:
             raise InvalidRequest(
                 f"offload must be one of {', '.join(OFFLOAD_MODES)}, got {self.offload!r}", field="offload"

@@ -1,6 +1,6 @@
 """The ``pico`` command line: one subcommand per pipeline, batch, info, serve and demo-models."""
 
-from pico.cli import models  # noqa: F401  (registers its commands)
+from pico.cli import models, serve  # noqa: F401  (registers their commands)
 from pico.cli.app import app, main
 
 __all__ = ["app", "main"]

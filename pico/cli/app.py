@@ -73,6 +73,12 @@ Demo = Annotated[Optional[bool], typer.Option(
 MaxModels = Annotated[Optional[int], typer.Option(
     "--max-models", help="Models kept loaded at once (least recently used goes first). [default: 2] "
     "[env: PICO_MAX_MODELS]", show_default=False, rich_help_panel="Models and device")]
+AllowModel = Annotated[Optional[list[str]], typer.Option(
+    "--allow-model", help="Also allow requests to load models matching this glob (repeatable), e.g. 'myorg/*'. "
+    "[env: PICO_ALLOW_MODEL, comma-separated]", show_default=False, rich_help_panel="Models and device")]
+AllowAnyModel = Annotated[Optional[bool], typer.Option(
+    "--allow-any-model", help="Allow requests to load any model from the hub (safetensors only). "
+    "[env: PICO_ALLOW_ANY_MODEL]", show_default=False, rich_help_panel="Models and device")]
 Verbose = Annotated[Optional[bool], typer.Option(
     "--verbose", "-v", help="Show tracebacks and error details. [env: PICO_VERBOSE]", show_default=False)]
 

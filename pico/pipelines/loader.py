@@ -154,10 +154,25 @@ def _load_errors(source: ModelSource, offline: bool) -> Iterator[None]:
             f"Model {source.model_id} has no safetensors weights in {where}", status=502,
             hint="PICO loads only safetensors weights (never pickles).",
         ) from exc
-    except (OSError, ValueError, KeyError, json.JSONDecodeError, RuntimeError) as exc:
+    except OSError as exc:
+        if not source.local and (offline or _says_missing(exc)):
+            raise ModelUnavailable(
+                f"Model {source.model_id} is not in the models directory"
+                + (" and the hub is offline (HF_HUB_OFFLINE)" if offline else f" or on the hub: {_first_line(exc)}"),
+                hint=f"Put the model in the models directory as {source.model_id}/ (org/name).",
+            ) from exc
         raise ModelUnavailable(
             f"Model {source.model_id} could not be loaded from {where}: {_first_line(exc)}", status=502,
         ) from exc
+    except (ValueError, KeyError, json.JSONDecodeError, RuntimeError) as exc:
+        raise ModelUnavailable(
+            f"Model {source.model_id} could not be loaded from {where}: {_first_line(exc)}", status=502,
+        ) from exc
+
+
+def _says_missing(exc: BaseException) -> bool:
+    text = str(exc)
+    return "not a valid model identifier" in text or "does not appear to have a file named" in text
 
 
 def _first_line(exc: BaseException) -> str:

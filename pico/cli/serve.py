@@ -1,0 +1,79 @@
+"""``pico serve``: the REST API on Cheroot, with the original's runtime arguments."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from pico.cli.app import (
+    AllowAnyModel,
+    AllowModel,
+    Demo,
+    Device,
+    MaxModels,
+    ModelsDir,
+    Offload,
+    Verbose,
+    Xformers,
+    app,
+    load_settings,
+)
+
+SERVER = "Server"
+
+
+@app.command()
+def serve(
+    host: Annotated[Optional[str], typer.Option(
+        "--host", help="The address to listen on. [default: 0.0.0.0] [env: PICO_HOST]", show_default=False,
+        rich_help_panel=SERVER)] = None,
+    port: Annotated[Optional[int], typer.Option(
+        "--port", "-p", help="The port to listen on. [default: 5088] [env: PICO_PORT]", show_default=False,
+        rich_help_panel=SERVER)] = None,
+    verbose: Verbose = None,
+    threadsmax: Annotated[Optional[int], typer.Option(
+        "--threadsmax", "-t", help="Generations that may run at once (1 to 64). [default: 1] [env: PICO_THREADSMAX]",
+        show_default=False, rich_help_panel=SERVER)] = None,
+    queue: Annotated[Optional[int], typer.Option(
+        "--queue", help="Requests that may wait for a slot, in arrival order; beyond that: 503 GPU_BUSY. "
+        "[default: 0] [env: PICO_QUEUE]", show_default=False, rich_help_panel=SERVER)] = None,
+    max_body_mb: Annotated[Optional[int], typer.Option(
+        "--max-body-mb", help="Largest request body accepted, in MB (413 beyond). [default: 32] "
+        "[env: PICO_MAX_BODY_MB]", show_default=False, rich_help_panel=SERVER)] = None,
+    cors_origin: Annotated[Optional[str], typer.Option(
+        "--cors-origin", help="Origins browsers may call from: * or a comma-separated list. [default: *] "
+        "[env: PICO_CORS_ORIGIN]", show_default=False, rich_help_panel=SERVER)] = None,
+    shutdown_timeout: Annotated[Optional[int], typer.Option(
+        "--shutdown-timeout", help="Seconds running generations get to finish on SIGTERM/Ctrl-C. [default: 60] "
+        "[env: PICO_SHUTDOWN_TIMEOUT]", show_default=False, rich_help_panel=SERVER)] = None,
+    max_pixels: Annotated[Optional[int], typer.Option(
+        "--max-pixels", help="Largest input image and Width x Height, in pixels. [default: 4194304 = 2048x2048] "
+        "[env: PICO_MAX_PIXELS]", show_default=False, rich_help_panel=SERVER)] = None,
+    xformers: Xformers = None,
+    models_dir: ModelsDir = None,
+    allow_model: AllowModel = None,
+    allow_any_model: AllowAnyModel = None,
+    device: Device = None,
+    offload: Offload = None,
+    max_models: MaxModels = None,
+    demo: Demo = None,
+) -> None:
+    """Serve the PICO REST API (and its health route) until SIGTERM or Ctrl-C.
+
+    Routes: GET /api/v1/health, GET /api/v1/status, and POST /api/v1/<pipeline> for
+    stable-diffusion, stable-diffusion-2, stable-diffusion-xl, stable-diffusion-image-to-image,
+    stable-diffusion-image-variation and stable-diffusion-inpaint. JSON in, JSON out.
+
+    Example: pico serve --demo, then
+    curl -H 'Content-Type: application/json' -d '{"Phrase":"ginger cat"}' http://127.0.0.1:5088/api/v1/stable-diffusion-xl
+    """
+    settings = load_settings(
+        host=host, port=port, verbose=verbose, threadsmax=threadsmax, queue=queue, max_body_mb=max_body_mb,
+        cors_origin=cors_origin, shutdown_timeout=shutdown_timeout, xformers=xformers, models_dir=models_dir,
+        device=device, offload=offload, max_models=max_models, demo=demo, max_pixels=max_pixels,
+        allow_model=allow_model, allow_any_model=allow_any_model,
+    )
+    from pico.server.serve import serve as run_server
+
+    raise typer.Exit(run_server(settings))

@@ -1,0 +1,86 @@
+"""Run the app on Cheroot: more HTTP threads than generation slots, graceful stop on SIGTERM/Ctrl-C."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+
+from cheroot import wsgi
+
+from pico.config import Settings
+from pico.errors import PicoError
+from pico.server.app import create_app
+
+log = logging.getLogger("pico")
+
+SPARE_HTTP_THREADS = 8  # so health and status answer while every slot generates
+CANCEL_GRACE = 10  # seconds a cancelled generation gets to reach its next step
+
+
+def http_threads(settings: Settings) -> int:
+    """Worker threads: one per slot and queue place, plus spares for health and status."""
+    return settings.threadsmax + settings.queue + SPARE_HTTP_THREADS
+
+
+def serve(settings: Settings) -> int:
+    """Serve until SIGTERM or Ctrl-C; running generations finish first (bounded). Returns the exit status."""
+    app = create_app(settings)
+    service = app.config["pico.service"]
+    server = wsgi.Server((settings.host, settings.port), app, numthreads=http_threads(settings),
+                         server_name="pico", timeout=30,
+                         shutdown_timeout=settings.shutdown_timeout + CANCEL_GRACE)
+    stopping = threading.Event()
+    stopper = threading.Thread(target=lambda: _stop(server, service.jobs, settings.shutdown_timeout),
+                               name="pico-stop")
+
+    def on_signal(signum: int, _frame) -> None:
+        if stopping.is_set():
+            log.warning("second %s: exiting now", signal.Signals(signum).name)
+            os._exit(128 + signum)
+        stopping.set()
+        stopper.start()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        server.prepare()
+    except OSError as exc:
+        raise PicoError(f"Cannot listen on {settings.host}:{settings.port}: {exc}",
+                        hint="Another process may hold the port; pick another with --port.") from exc
+    host, port = server.bind_addr[:2]
+    log.info("PICO %s listening on http://%s:%s (device %s, %d slot(s), queue %d)",
+             _version(), host, port, service.engine.device, settings.threadsmax, settings.queue)
+    server.serve()
+    stopper.join(settings.shutdown_timeout + CANCEL_GRACE + 5)
+    if stopper.is_alive():
+        log.error("generations did not stop in time; exiting anyway")
+        os._exit(1)
+    service.engine.close()
+    log.info("stopped")
+    return 0
+
+
+def _stop(server: wsgi.Server, jobs, timeout: int) -> None:
+    """Stop accepting, turn queued jobs away, let running ones finish; cancel them after ``timeout``."""
+    log.info("stopping: no new connections; waiting up to %ss for %d running generation(s)",
+             timeout, jobs.counts()["SlotsInUse"])
+    jobs.close()
+    deadline = threading.Timer(timeout, lambda: _cancel_late(jobs, timeout))
+    deadline.daemon = True
+    deadline.start()
+    server.stop()  # closes the listening socket now, then waits for in-flight requests
+    deadline.cancel()
+
+
+def _cancel_late(jobs, timeout: int) -> None:
+    running = jobs.cancel_running()
+    if running:
+        log.warning("cancelled %d generation(s) still running after %ss", running, timeout)
+
+
+def _version() -> str:
+    from pico import __version__
+
+    return __version__

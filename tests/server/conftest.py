@@ -1,0 +1,15 @@
+"""Live servers on the tiny models, one per configuration, shared by a module's tests."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.server.live import LiveServer
+
+
+@pytest.fixture(scope="module")
+def server(tiny_models, tmp_path_factory):
+    """The server with the original's defaults: one slot, no queue."""
+    live = LiveServer(tiny_models, log=tmp_path_factory.mktemp("log") / "serve.log")
+    yield live
+    live.stop()

@@ -8,20 +8,25 @@ that a new job is refused with :class:`Busy` at once, as the original PICO did.
 from __future__ import annotations
 
 import itertools
+import logging
 import secrets
 import threading
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Callable
+from typing import Callable
 
 from pico.errors import Busy, Cancelled, NotFound
 from pico.pipelines.base import Generation
 from pico.schemas.requests import GenerationRequest
+from pico.schemas.responses import JobStatus
+
+log = logging.getLogger("pico")
 
 KEEP_FINISHED = 500  # finished jobs remembered for the jobs route
 RETRY_AFTER_SECONDS = 2
+QUEUE_POLL_SECONDS = 0.5  # how often a queued job checks that its client is still there
 
 
 class JobState(str, Enum):
@@ -47,13 +52,23 @@ class Job:
     error: str | None = None
     images: int = 0
     seeds: list[int] = field(default_factory=list)
+    interrupted: bool = False
     _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
+    _alive: Callable[[], bool] = field(default=lambda: True, repr=False)
 
-    def on_step(self, done: int, total: int) -> None:
-        """Record progress; stop the generation here if it was cancelled."""
+    def on_step(self, done: int, total: int) -> bool:
+        """Record progress; abort here if cancelled (or the client left); True to stop early if interrupted."""
         self.step, self.steps = done, total
         if self._cancel.is_set():
             raise Cancelled(f"Job {self.id} was cancelled at step {done} of {total}")
+        if not self._alive():
+            self._cancel.set()
+            raise Cancelled(f"Job {self.id} stopped at step {done} of {total}: its client disconnected")
+        return self.interrupted
+
+    def interrupt(self) -> None:
+        """Stop denoising at the next step and keep the images as they are (A1111's interrupt)."""
+        self.interrupted = True
 
     @property
     def cancelled(self) -> bool:
@@ -67,13 +82,12 @@ class Job:
             return 0.0
         return (self.finished or time.time()) - self.started
 
-    def to_dict(self) -> dict[str, Any]:
+    def describe(self) -> JobStatus:
         """The job as the jobs route reports it."""
-        return {
-            "Id": self.id, "Pipeline": self.pipeline, "State": self.state.value, "Step": self.step,
-            "Steps": self.steps, "ElapsedSeconds": round(self.elapsed, 3), "Images": self.images,
-            "Seeds": self.seeds, "Error": self.error,
-        }
+        return JobStatus(
+            id=self.id, pipeline=self.pipeline, state=self.state.value, step=self.step, steps=self.steps,
+            elapsed_seconds=round(self.elapsed, 3), images=self.images, seeds=self.seeds, error=self.error,
+        )
 
 
 class Jobs:
@@ -89,14 +103,22 @@ class Jobs:
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._closed = False
         self._counter = itertools.count(1)
+        self.listeners: list[Callable[[Job, Generation | None], None]] = []  # told when a job ends
 
-    def run(self, pipeline: str, request: GenerationRequest,
-            on_start: Callable[[Job], None] | None = None) -> tuple[Job, Generation]:
-        """Run one request as a job: wait for a slot (or raise Busy), generate, release the slot."""
+    def run(self, pipeline: str, request: GenerationRequest, on_start: Callable[[Job], None] | None = None,
+            alive: Callable[[], bool] | None = None) -> tuple[Job, Generation]:
+        """Run one request as a job: wait for a slot (or raise Busy), generate, release the slot.
+
+        ``alive`` says whether the client still waits; a job whose client left gives up its
+        place in the queue, or stops at its next step.
+        """
         job = self._new_job(pipeline)
+        if alive is not None:
+            job._alive = alive
         if on_start is not None:
             on_start(job)
         self._acquire(job)
+        generation = None
         try:
             job.state, job.started = JobState.RUNNING, time.time()
             generation = self._generate(request, on_step=job.on_step)
@@ -112,6 +134,11 @@ class Jobs:
         finally:
             job.finished = time.time()
             self._release()
+            for listener in self.listeners:
+                try:
+                    listener(job, generation if job.state == JobState.DONE else None)
+                except Exception:  # noqa: BLE001 - an observer must never fail a generation
+                    log.exception("job listener failed")
 
     def get(self, job_id: str) -> Job:
         """A job by id; NotFound when unknown or long forgotten."""
@@ -195,10 +222,15 @@ class Jobs:
             while not (self._waiting and self._waiting[0] is job and self._running < self.slots):
                 if job.cancelled:
                     raise Cancelled(f"Job {job.id} was cancelled while queued")
+                if not job._alive():
+                    self._waiting.remove(job)
+                    job.state, job.finished = JobState.CANCELLED, time.time()
+                    self._cond.notify_all()
+                    raise Cancelled(f"Job {job.id} left the queue: its client disconnected")
                 if self._closed:
                     self._waiting.remove(job)
                     self._refuse(job, "The server is shutting down; retry on another instance.")
-                self._cond.wait()
+                self._cond.wait(QUEUE_POLL_SECONDS)
             self._waiting.popleft()
             self._running += 1
             self._cond.notify_all()

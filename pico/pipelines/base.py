@@ -27,8 +27,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pico")
 
-StepCallback = Callable[[int, int], None]
-"""Called after each denoising step with (steps done, steps in all); raising from it stops the generation."""
+StepCallback = Callable[[int, int], "bool | None"]
+"""Called after each denoising step with (steps done, steps in all).
+
+Returning True ends denoising early and keeps the images as they are (A1111's interrupt);
+raising aborts the generation (a cancel).
+"""
 
 OOM_HINT = "Ask for fewer images (Total), a smaller Width/Height, turn on AttentionSlicing, or start with --offload model."
 
@@ -279,21 +283,24 @@ def _step_callback(pipe: Any, steps: int, ctx: CallContext) -> dict[str, Any]:
     if ctx.on_step is None and ctx.fault is None:
         return {}
 
-    def step_done(done: int) -> None:
+    def step_done(done: int) -> bool:
         if ctx.fault is not None:
             ctx.fault()
-        if ctx.on_step is not None:
-            total = getattr(pipe, "_num_timesteps", None) or len(pipe.scheduler.timesteps) or steps
-            ctx.on_step(done, total)
+        if ctx.on_step is None:
+            return False
+        total = getattr(pipe, "_num_timesteps", None) or len(pipe.scheduler.timesteps) or steps
+        return bool(ctx.on_step(done, total))
 
     if "callback_on_step_end" in inspect.signature(pipe.__call__).parameters:
         def on_step_end(_pipe: Any, index: int, _timestep: Any, tensors: dict) -> dict:
-            step_done(index + 1)
+            if step_done(index + 1):
+                _pipe._interrupt = True  # Diffusers skips the remaining steps, then decodes
             return tensors
 
         return {"callback_on_step_end": on_step_end}
 
     def legacy(index: int, _timestep: Any, _latents: Any) -> None:
-        step_done(index + 1)
+        if step_done(index + 1):  # this older pipeline cannot stop early and keep its images
+            raise Cancelled("The generation was interrupted")
 
     return {"callback": legacy, "callback_steps": 1}

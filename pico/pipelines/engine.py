@@ -92,6 +92,18 @@ class Engine:
         """The models resident now, least recently used first."""
         return [str(key) for key in self.cache.keys()]
 
+    def load_times(self) -> dict[str, float]:
+        """Seconds each resident model took to load."""
+        return {str(entry.key): entry.load_seconds for entry in self.cache.entries()}
+
+    def device_memory(self) -> int | None:
+        """Bytes of device memory PyTorch holds (CUDA only; None elsewhere)."""
+        if self.device.type != "cuda":
+            return None
+        import torch
+
+        return int(torch.cuda.memory_allocated(self.device))
+
     def close(self) -> None:
         """Release every idle model and the device memory it held."""
         self.cache.clear()

@@ -50,9 +50,17 @@ def internal(factory: Any) -> Any:
                  metadata={**json_config(exclude=lambda _: True), "internal": True})
 
 
-def wire_name(name: str) -> str:
-    """The JSON name of a Python field: ``guidance_scale`` -> ``GuidanceScale``."""
+def wire_name(name: str, cls: type | None = None) -> str:
+    """The JSON name of a field: PascalCase (``GuidanceScale``) unless ``cls`` keeps Python names."""
+    if cls is not None and not is_pascal(cls):
+        return name
     return pascalcase(name)
+
+
+def is_pascal(cls: type) -> bool:
+    """True for dataclasses whose JSON names are PascalCase (the PICO API); false for snake_case ones."""
+    config = getattr(cls, "dataclass_json_config", None) or {}
+    return config.get("letter_case") is not None
 
 
 def spec_of(f: dataclasses.Field) -> Spec:
@@ -97,7 +105,7 @@ def _base_type(annotation: Any) -> tuple[type, bool]:
 
 
 def _range_text(s: Spec) -> str:
-    return f"between {_num(s.minimum)} and {_num(s.maximum)}"
+    return f" between {_num(s.minimum)} and {_num(s.maximum)}" if s.minimum is not None else ""
 
 
 def _num(value: float | None) -> str:
@@ -111,6 +119,18 @@ def coerce(key: str, value: Any, annotation: Any, s: Spec) -> Any:
         if nullable:
             return None
         raise InvalidRequest(f"{key} must not be null; leave it out to get the default", field=key)
+    origin = typing.get_origin(kind)
+    if origin is list:
+        (item,) = typing.get_args(kind)
+        if not isinstance(value, list) or not all(isinstance(v, item) for v in value):
+            raise InvalidRequest(f"{key} must be an array of {_JSON_TYPES[item]}s, got {describe(value)}", field=key)
+        if s.max_length is not None and len(value) > s.max_length:
+            raise InvalidRequest(f"{key} has {len(value)} items; the limit is {s.max_length}", field=key)
+        return value
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise InvalidRequest(f"{key} must be an object, got {describe(value)}", field=key)
+        return value
     if kind is bool:
         if not isinstance(value, bool):
             raise InvalidRequest(f"{key} must be true or false, got {describe(value)}", field=key)
@@ -119,10 +139,10 @@ def coerce(key: str, value: Any, annotation: Any, s: Spec) -> Any:
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
-            raise InvalidRequest(f"{key} must be an integer {_range_text(s)}, got {describe(value)}", field=key)
+            raise InvalidRequest(f"{key} must be an integer{_range_text(s)}, got {describe(value)}", field=key)
     elif kind is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise InvalidRequest(f"{key} must be a number {_range_text(s)}, got {describe(value)}", field=key)
+            raise InvalidRequest(f"{key} must be a number{_range_text(s)}, got {describe(value)}", field=key)
         value = float(value)
     elif kind is str:
         if not isinstance(value, str):
@@ -140,7 +160,7 @@ def coerce(key: str, value: Any, annotation: Any, s: Spec) -> Any:
             )
         return value
     if s.minimum is not None and (value < s.minimum or value > s.maximum):
-        raise InvalidRequest(f"{key} must be {_range_text(s)}, got {_num(value)}", field=key)
+        raise InvalidRequest(f"{key} must be{_range_text(s)}, got {_num(value)}", field=key)
     if s.multiple_of and value % s.multiple_of:
         raise InvalidRequest(f"{key} must be a multiple of {s.multiple_of}, got {value}", field=key)
     return value
@@ -159,7 +179,7 @@ def parse(cls: type[T], body: Any) -> T:
     values: dict[str, Any] = {}
     known = set()
     for f in wire_fields(cls):
-        key = wire_name(f.name)
+        key = wire_name(f.name, cls)
         known.add(key)
         s = spec_of(f)
         if key not in body:
@@ -185,16 +205,37 @@ def _did_you_mean(key: str, body: dict) -> str | None:
 _JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string"}
 
 
-def json_schema(cls: type) -> dict:
-    """A JSON Schema (OpenAPI 3.1 dialect) of request class ``cls``, from the same specs parse() checks."""
+def type_schema(kind: Any, refs: set[type] | None = None) -> dict[str, Any]:
+    """JSON Schema of a field type: scalars, list[X], dict[str, X], dataclasses (as $ref, added to ``refs``)."""
+    origin = typing.get_origin(kind)
+    if origin is list:
+        return {"type": "array", "items": type_schema(typing.get_args(kind)[0], refs)}
+    if origin is dict:
+        return {"type": "object"}
+    if kind is typing.Any:
+        return {}
+    if dataclasses.is_dataclass(kind):
+        if refs is not None:
+            refs.add(kind)
+        return {"$ref": f"#/components/schemas/{kind.__name__}"}
+    return {"type": _JSON_TYPES[kind]}
+
+
+def json_schema(cls: type, refs: set[type] | None = None) -> dict:
+    """A JSON Schema (OpenAPI 3.1 dialect) of dataclass ``cls``, from the same specs parse() checks.
+
+    Nested dataclasses become $refs, collected in ``refs``.
+    """
     hints = typing.get_type_hints(cls)
     properties: dict[str, dict] = {}
     required = []
     for f in wire_fields(cls):
-        key = wire_name(f.name)
+        key = wire_name(f.name, cls)
         s = spec_of(f)
         kind, nullable = _base_type(hints[f.name])
-        prop: dict[str, Any] = {"type": [_JSON_TYPES[kind], "null"] if nullable else _JSON_TYPES[kind]}
+        prop = type_schema(kind, refs)
+        if nullable:
+            prop = {"anyOf": [prop, {"type": "null"}]} if "$ref" in prop else {**prop, "type": [prop["type"], "null"]}
         if s.description:
             prop["description"] = s.description
         if s.minimum is not None:
@@ -204,11 +245,11 @@ def json_schema(cls: type) -> dict:
         if s.choices is not None:
             prop["enum"] = list(s.choices) + ([None] if nullable else [])
         if s.max_length is not None:
-            prop["maxLength"] = s.max_length
+            prop["maxItems" if prop.get("type") == "array" else "maxLength"] = s.max_length
         if s.image:
             prop["contentEncoding"] = "base64"
             prop["contentMediaType"] = "image/*"
-        if s.required:
+        if s.required or (f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING):
             required.append(key)
         elif f.default is not dataclasses.MISSING:
             prop["default"] = f.default

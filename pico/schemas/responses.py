@@ -41,3 +41,38 @@ class Health(DataClassJsonMixin):
     dataclass_json_config: ClassVar[dict] = PASCAL
 
     status: str
+
+
+@dataclass
+class JobStatus(DataClassJsonMixin):
+    """One generation's state, as the jobs route reports it."""
+
+    dataclass_json_config: ClassVar[dict] = PASCAL
+
+    id: str
+    pipeline: str
+    state: str  # queued, running, done, failed, cancelled
+    step: int
+    steps: int
+    elapsed_seconds: float
+    images: int
+    seeds: list[int]
+    error: str | None = None
+
+
+@dataclass
+class ServerStatus(DataClassJsonMixin):
+    """The status route's body: slots, queue, loaded models, device and the jobs in flight."""
+
+    dataclass_json_config: ClassVar[dict] = PASCAL
+
+    status: str
+    slots_in_use: int
+    slots: int
+    queue_length: int
+    queue_limit: int
+    loaded_models: list[str]
+    device: str
+    version: str
+    uptime_seconds: float
+    jobs: list[JobStatus]

@@ -1,4 +1,4 @@
-"""create_app(settings): the Bottle app with every route, the error plugin, CORS and the access log.
+"""create_app(settings): the Bottle app with every route, the error plugin, CORS, metrics and the access log.
 
 Building the app starts nothing: no socket, no thread, no model load. ``serve.py`` runs it
 on Cheroot.
@@ -17,12 +17,15 @@ from pico.jobs import Jobs
 from pico.pipelines.engine import Engine
 from pico.server import api
 from pico.server.errors import ErrorPlugin, install_error_pages
+from pico.server.metrics import CONTENT_TYPE, Metrics
+from pico.server.openapi import RouteDoc, docs_page, document
 
 log = logging.getLogger("pico")
 
 CORS_METHODS = "GET, POST, DELETE, OPTIONS"
 CORS_HEADERS = "Content-Type, Authorization, X-API-Key"
 CORS_EXPOSE = "X-Pico-Job, Retry-After"
+SERVER_TAG = "Server"
 
 
 @dataclass
@@ -39,14 +42,41 @@ def create_app(settings: Settings, engine: Engine | None = None) -> bottle.Bottl
     """The PICO WSGI app for ``settings``; pass ``engine`` to share one that exists."""
     engine = engine or Engine(settings)
     service = Service(settings, engine, Jobs(engine.generate, settings.threadsmax, settings.queue))
+    metrics = Metrics(service)
     app = bottle.Bottle(autojson=False)
     app.config["pico.service"] = service
     app.install(ErrorPlugin(settings.verbose))
     install_error_pages(app, settings.verbose)
     app.add_hook("before_request", _before)
-    app.add_hook("after_request", lambda: _after(settings))
+    app.add_hook("after_request", lambda: _after(settings, metrics))
     api.install(app, service)
+    _install_meta_routes(app, metrics)
     return app
+
+
+def _install_meta_routes(app: bottle.Bottle, metrics: Metrics) -> None:
+    openapi_doc: dict = {}
+
+    def openapi() -> str:
+        if not openapi_doc:
+            openapi_doc.update(document(app))
+        return api.send_json(openapi_doc)
+
+    def docs() -> str:
+        bottle.response.content_type = "text/html; charset=utf-8"
+        return docs_page()
+
+    def prometheus() -> bytes:
+        bottle.response.content_type = CONTENT_TYPE
+        return metrics.render()
+
+    app.route("/openapi.json", "GET", openapi,
+              doc=RouteDoc("This document (OpenAPI 3.1)", SERVER_TAG, response={"type": "object"}))
+    app.route("/docs", "GET", docs, doc=RouteDoc("A readable page of this document", SERVER_TAG,
+                                                 response={"type": "string"}, response_type="text/html"))
+    app.route("/metrics", "GET", prometheus, doc=RouteDoc(
+        "Prometheus metrics: requests, generations, slots, queue, models, GPU memory", SERVER_TAG,
+        response={"type": "string"}, response_type="text/plain"))
 
 
 def _before() -> None:
@@ -55,13 +85,16 @@ def _before() -> None:
         raise bottle.HTTPResponse(status=204)
 
 
-def _after(settings: Settings) -> None:
+def _after(settings: Settings, metrics: Metrics) -> None:
     _cors(settings.cors_origin)
     environ = bottle.request.environ
     seconds = time.perf_counter() - environ.get("pico.start", time.perf_counter())
     note = dict(environ.get("pico.log", {}))
     if "pico.error" in environ:
         note["error"] = environ["pico.error"]
+    route = environ.get("bottle.route")
+    metrics.observe_request(route.rule if route else "unmatched", bottle.request.method,
+                            bottle.response.status_code)
     extra = "".join(f" {k}={v}" for k, v in note.items())
     log.info("%s %s %s %.3fs%s", bottle.request.method, bottle.request.path, bottle.response.status_code,
              seconds, extra)

@@ -1,4 +1,9 @@
-"""The one place the server turns errors into HTTP responses."""
+"""The one place the server turns errors into HTTP responses, in each protocol's own shape.
+
+The PICO API answers ``{"Error": {"Code", "Message", "Field"?, "Hint"?}}``; the OpenAI routes
+(``/v1/``) answer ``{"error": {"message", "type", "param", "code"}}`` with the statuses the
+OpenAI SDKs expect; the AUTOMATIC1111 routes (``/sdapi/``) answer ``{"error", "detail"}``.
+"""
 
 from __future__ import annotations
 
@@ -8,24 +13,64 @@ import traceback
 
 import bottle
 
-from pico.errors import Busy, InternalError, MethodNotAllowed, NotFound, PayloadTooLarge, PicoError
+from pico.errors import (
+    Busy,
+    InternalError,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    OutOfMemory,
+    PayloadTooLarge,
+    PicoError,
+)
 
 log = logging.getLogger("pico")
 
 
-def error_body(error: PicoError) -> str:
-    """The JSON body of every PICO API error: {"Error": {"Code", "Message", "Field"?, "Hint"?}}."""
-    return json.dumps({"Error": error.to_dict()})
+def style_for(path: str) -> str:
+    """Which protocol's error shape a path speaks: "openai", "a1111" or "pico"."""
+    if path.startswith("/v1/"):
+        return "openai"
+    if path.startswith("/sdapi/"):
+        return "a1111"
+    return "pico"
+
+
+def render(error: PicoError, style: str) -> tuple[int, dict[str, str], dict]:
+    """(status, headers, body) of ``error`` in a protocol's shape."""
+    headers = {}
+    status = error.status
+    if isinstance(error, Busy):
+        headers["Retry-After"] = str(error.retry_after)
+    if style == "openai":
+        if isinstance(error, InvalidRequest):
+            status = 400  # the OpenAI API reports bad parameters as 400
+        elif isinstance(error, Busy):
+            status = 429  # the SDKs back off and retry on 429, honouring Retry-After
+        if status < 500 and status not in (408, 409, 429) or isinstance(error, OutOfMemory):
+            headers["x-should-retry"] = "false"  # retrying cannot fix it
+        body = {"error": {
+            "message": error.message + (f" ({error.hint})" if error.hint else ""),
+            "type": "invalid_request_error" if status < 500 else "server_error",
+            "param": error.field,
+            "code": error.code.lower(),
+        }}
+    elif style == "a1111":
+        body = {"error": error.code, "detail": error.message, "body": "", "errors": error.hint or ""}
+    else:
+        body = {"Error": error.to_dict()}
+    return status, headers, body
 
 
 def apply_error(error: PicoError) -> str:
     """Set status and headers on the current response for ``error``; return its JSON body."""
-    bottle.response.status = error.status
+    status, headers, body = render(error, style_for(bottle.request.path))
+    bottle.response.status = status
     bottle.response.content_type = "application/json"
-    if isinstance(error, Busy):
-        bottle.response.set_header("Retry-After", str(error.retry_after))
+    for name, value in headers.items():
+        bottle.response.set_header(name, value)
     bottle.request.environ["pico.error"] = error.code
-    return error_body(error)
+    return json.dumps(body)
 
 
 def unexpected(exc: BaseException, verbose: bool) -> InternalError:
@@ -60,7 +105,7 @@ class ErrorPlugin:
 
 
 def install_error_pages(app: bottle.Bottle, verbose: bool) -> None:
-    """Bottle's own errors (no route, wrong method, ...) answer in the same JSON shape."""
+    """Bottle's own errors (no route, wrong method, ...) answer in the same JSON shapes."""
 
     def handler(http_error: bottle.HTTPError) -> str:
         status = http_error.status_code
@@ -79,8 +124,7 @@ def install_error_pages(app: bottle.Bottle, verbose: bool) -> None:
         else:
             error = PicoError(str(http_error.body or "error"))
             error.status = status
-        apply_error(error)
-        return error_body(error)
+        return apply_error(error)
 
     for status in (400, 404, 405, 413, 500):
         app.error_handler[status] = handler

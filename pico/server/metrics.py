@@ -1,0 +1,74 @@
+"""GET /metrics: Prometheus metrics of requests, generations, slots, queue, models and GPU memory."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+
+if TYPE_CHECKING:
+    from pico.jobs import Job
+    from pico.pipelines.base import Generation
+    from pico.server.app import Service
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+SECOND_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160, 320)
+
+
+class Metrics:
+    """One registry per app, so two apps in one process never mix their numbers."""
+
+    def __init__(self, service: "Service"):
+        self.registry = CollectorRegistry()
+        self.requests = Counter("pico_requests", "HTTP requests by route, method and status",
+                                ["route", "method", "status"], registry=self.registry)
+        self.generation_seconds = Histogram("pico_generation_seconds", "Seconds per generation, by pipeline",
+                                            ["pipeline"], buckets=SECOND_BUCKETS, registry=self.registry)
+        self.generation_images = Histogram("pico_generation_images", "Images per generation, by pipeline",
+                                           ["pipeline"], buckets=(1, 2, 3, 4, 5, 8, 16), registry=self.registry)
+        self.failures = Counter("pico_generation_failures", "Generations that failed or were cancelled",
+                                ["pipeline", "state"], registry=self.registry)
+        jobs, engine = service.jobs, service.engine
+        Gauge("pico_busy_slots", "Generation slots in use", registry=self.registry).set_function(
+            lambda: jobs.counts()["SlotsInUse"])
+        Gauge("pico_slots", "Generation slots", registry=self.registry).set_function(lambda: jobs.slots)
+        Gauge("pico_queue_length", "Requests waiting for a slot", registry=self.registry).set_function(
+            lambda: jobs.counts()["QueueLength"])
+        Gauge("pico_loaded_models", "Models resident in memory", registry=self.registry).set_function(
+            lambda: len(engine.loaded_models()))
+        self.registry.register(_EngineCollector(engine))
+        jobs.listeners.append(self.observe_job)
+
+    def observe_job(self, job: "Job", generation: "Generation | None") -> None:
+        """Record a finished job."""
+        if generation is None:
+            self.failures.labels(job.pipeline, job.state.value).inc()
+            return
+        self.generation_seconds.labels(job.pipeline).observe(job.elapsed)
+        self.generation_images.labels(job.pipeline).observe(len(generation.images))
+
+    def observe_request(self, route: str, method: str, status: int) -> None:
+        """Record one HTTP request (by route rule, so paths with ids do not explode the labels)."""
+        self.requests.labels(route, method, str(status)).inc()
+
+    def render(self) -> bytes:
+        """The exposition text."""
+        return generate_latest(self.registry)
+
+
+class _EngineCollector:
+    """Model load seconds and device memory, read from the engine at scrape time."""
+
+    def __init__(self, engine):
+        self.engine = engine
+
+    def collect(self):
+        loads = GaugeMetricFamily("pico_model_load_seconds", "Seconds the resident model took to load",
+                                  labels=["model"])
+        for name, seconds in self.engine.load_times().items():
+            loads.add_metric([name], seconds)
+        yield loads
+        memory = self.engine.device_memory()
+        if memory is not None:
+            yield GaugeMetricFamily("pico_gpu_memory_bytes", "Device memory allocated by PyTorch", value=memory)

@@ -43,6 +43,7 @@ class Settings:
     api_key: str | None = None
     allow_model: tuple[str, ...] = ()
     allow_any_model: bool = False
+    default_model: str = "sd15"
     png_compress_level: int = 1
     shutdown_timeout: int = 60
     faults: str = ""

@@ -165,6 +165,13 @@ class Jobs:
             job._cancel.set()
         return len(running)
 
+    def interrupt_running(self) -> int:
+        """Interrupt every running job: each ends denoising at its next step and keeps its images."""
+        running = [j for j in self.active() if j.state == JobState.RUNNING]
+        for job in running:
+            job.interrupt()
+        return len(running)
+
     def active(self) -> list[Job]:
         """Jobs running or waiting now, oldest first."""
         return [j for j in list(self._jobs.values()) if j.state in (JobState.QUEUED, JobState.RUNNING)]

@@ -24,3 +24,17 @@ ALIASES = {
 REVISIONS = {VARIATION_MODEL: "v2.0"}
 
 DEFAULT_MODELS = (SD1_MODEL, SD2_MODEL, SDXL_MODEL, SD1_INPAINT_MODEL, VARIATION_MODEL)
+
+# Short names for the OpenAI and A1111 APIs' `model` fields.
+SHORT_NAMES = {
+    "sd15": SD1_MODEL,
+    "sd2": SD2_MODEL,
+    "sdxl": SDXL_MODEL,
+    "sd15-inpaint": SD1_INPAINT_MODEL,
+    "sd-variation": VARIATION_MODEL,
+}
+
+
+def model_id(name: str) -> str:
+    """A model id from a short name (sd15, sdxl, ...) or an id; ids pass through unchanged."""
+    return SHORT_NAMES.get(name.strip().lower(), name.strip())

@@ -15,6 +15,7 @@ import bottle
 from pico.config import Settings
 from pico.jobs import Jobs
 from pico.pipelines.engine import Engine
+from pico.pipelines.models import model_id
 from pico.server import api
 from pico.server.errors import ErrorPlugin, install_error_pages
 from pico.server.metrics import CONTENT_TYPE, Metrics
@@ -36,6 +37,10 @@ class Service:
     engine: Engine
     jobs: Jobs
     started: float = field(default_factory=time.time)
+    default_model: str = ""  # for the OpenAI and A1111 routes; A1111's options can switch it
+
+    def __post_init__(self) -> None:
+        self.default_model = self.default_model or model_id(self.settings.default_model)
 
 
 def create_app(settings: Settings, engine: Engine | None = None) -> bottle.Bottle:

@@ -44,6 +44,12 @@ def serve(
     cors_origin: Annotated[Optional[str], typer.Option(
         "--cors-origin", help="Origins browsers may call from: * or a comma-separated list. [default: *] "
         "[env: PICO_CORS_ORIGIN]", show_default=False, rich_help_panel=SERVER)] = None,
+    api_key: Annotated[Optional[str], typer.Option(
+        "--api-key", help="Require this key: 'Authorization: Bearer KEY' or 'X-API-Key: KEY' (health stays open). "
+        "[env: PICO_API_KEY]", show_default=False, rich_help_panel=SERVER)] = None,
+    default_model: Annotated[Optional[str], typer.Option(
+        "--default-model", help="Model for OpenAI and A1111 requests that name none: sd15, sd2, sdxl or an id. "
+        "[default: sd15] [env: PICO_DEFAULT_MODEL]", show_default=False, rich_help_panel=SERVER)] = None,
     shutdown_timeout: Annotated[Optional[int], typer.Option(
         "--shutdown-timeout", help="Seconds running generations get to finish on SIGTERM/Ctrl-C. [default: 60] "
         "[env: PICO_SHUTDOWN_TIMEOUT]", show_default=False, rich_help_panel=SERVER)] = None,
@@ -70,7 +76,8 @@ def serve(
     """
     settings = load_settings(
         host=host, port=port, verbose=verbose, threadsmax=threadsmax, queue=queue, max_body_mb=max_body_mb,
-        cors_origin=cors_origin, shutdown_timeout=shutdown_timeout, xformers=xformers, models_dir=models_dir,
+        cors_origin=cors_origin, shutdown_timeout=shutdown_timeout, api_key=api_key, default_model=default_model,
+        xformers=xformers, models_dir=models_dir,
         device=device, offload=offload, max_models=max_models, demo=demo, max_pixels=max_pixels,
         allow_model=allow_model, allow_any_model=allow_any_model,
     )

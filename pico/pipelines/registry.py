@@ -38,3 +38,13 @@ def find_runner(name: str) -> Runner:
         known = ", ".join(r.route for r in RUNNERS)
         raise NotFound(f"Unknown pipeline {name!r}; known: {known}", field="Pipeline")
     return runner
+
+
+def text_to_image_runner(model: str) -> Runner:
+    """The text-to-image runner whose defaults fit ``model``: SDXL, SD 2 or SD 1 (by id)."""
+    name = model.lower()
+    if "xl" in name:
+        return find_runner("stable-diffusion-xl")
+    if "stable-diffusion-2" in name:
+        return find_runner("stable-diffusion-2")
+    return find_runner("stable-diffusion")

@@ -35,6 +35,7 @@ class Spec:
     choices: tuple[str, ...] | None = None
     max_length: int | None = None
     image: str | None = None  # PIL mode ("RGB", "L") of a base64 image field
+    file: bool = False  # a multipart file part: documented here, read by the route, not by parse()
     description: str = ""
     example: Any = None
 
@@ -182,6 +183,8 @@ def parse(cls: type[T], body: Any) -> T:
         key = wire_name(f.name, cls)
         known.add(key)
         s = spec_of(f)
+        if s.file:
+            continue
         if key not in body:
             if s.required:
                 raise InvalidRequest(f"{key} is required", field=key, hint=_did_you_mean(key, body))
@@ -249,6 +252,8 @@ def json_schema(cls: type, refs: set[type] | None = None) -> dict:
         if s.image:
             prop["contentEncoding"] = "base64"
             prop["contentMediaType"] = "image/*"
+        if s.file:
+            prop["contentMediaType"] = "application/octet-stream"
         if s.required or (f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING):
             required.append(key)
         elif f.default is not dataclasses.MISSING:

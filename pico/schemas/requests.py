@@ -97,7 +97,8 @@ class GenerationRequest(DataClassJsonMixin):
             )
         for f in fields.image_fields(type(self)):
             name = fields.wire_name(f.name)
-            self.images[name] = decode_image(getattr(self, f.name), name, max_pixels, fields.spec_of(f).image)
+            if name not in self.images:
+                self.images[name] = decode_image(getattr(self, f.name), name, max_pixels, fields.spec_of(f).image)
 
     def step_count(self) -> int:
         """Denoising steps: Steps when given, else round(250 x Quality), from 1 to 250."""
@@ -113,9 +114,19 @@ class GenerationRequest(DataClassJsonMixin):
         return data
 
     @classmethod
-    def parse(cls: type[R], body: Any, max_pixels: int) -> R:
-        """Validate a decoded JSON body into this request type (see :func:`pico.schemas.fields.parse`)."""
-        request = fields.parse(cls, body)
+    def parse(cls: type[R], body: Any, max_pixels: int, images: dict[str, Image.Image] | None = None) -> R:
+        """Validate a decoded JSON body into this request type (see :func:`pico.schemas.fields.parse`).
+
+        ``images`` supplies image fields already decoded (by wire name), e.g. from multipart
+        uploads; they stand in for the base64 fields and are checked against ``max_pixels``.
+        """
+        images = images or {}
+        for name, image in images.items():
+            if image.width * image.height > max_pixels:
+                raise InvalidRequest(f"{name} is {image.width}x{image.height}; the limit is {max_pixels:,} pixels",
+                                     field=name)
+        request = fields.parse(cls, {**body, **{name: "(decoded)" for name in images}} if images else body)
+        request.images.update(images)
         request.validate(max_pixels)
         return request
 

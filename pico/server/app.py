@@ -6,6 +6,7 @@ on Cheroot.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import time
 from dataclasses import dataclass, field
@@ -16,8 +17,9 @@ from pico.config import Settings
 from pico.jobs import Jobs
 from pico.pipelines.engine import Engine
 from pico.pipelines.models import model_id
-from pico.server import api
-from pico.server.errors import ErrorPlugin, install_error_pages
+from pico.server import api, openai_api
+from pico.errors import Unauthorized
+from pico.server.errors import ErrorPlugin, abort_with, install_error_pages
 from pico.server.metrics import CONTENT_TYPE, Metrics
 from pico.server.openapi import RouteDoc, docs_page, document
 
@@ -52,9 +54,10 @@ def create_app(settings: Settings, engine: Engine | None = None) -> bottle.Bottl
     app.config["pico.service"] = service
     app.install(ErrorPlugin(settings.verbose))
     install_error_pages(app, settings.verbose)
-    app.add_hook("before_request", _before)
+    app.add_hook("before_request", lambda: _before(settings))
     app.add_hook("after_request", lambda: _after(settings, metrics))
     api.install(app, service)
+    openai_api.install(app, service)
     _install_meta_routes(app, metrics)
     return app
 
@@ -84,10 +87,28 @@ def _install_meta_routes(app: bottle.Bottle, metrics: Metrics) -> None:
         response={"type": "string"}, response_type="text/plain"))
 
 
-def _before() -> None:
+OPEN_PATHS = ("/api/v1/health", "/openapi.json", "/docs")  # answered without an API key
+
+
+def _before(settings: Settings) -> None:
     bottle.request.environ["pico.start"] = time.perf_counter()
     if bottle.request.method == "OPTIONS":
         raise bottle.HTTPResponse(status=204)
+    if settings.api_key and bottle.request.path not in OPEN_PATHS:
+        _authorize(settings.api_key)
+
+
+def _authorize(key: str) -> None:
+    """Require the API key as ``Authorization: Bearer <key>`` or ``X-API-Key: <key>`` (compared in constant time)."""
+    header = bottle.request.get_header("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    supplied = token.strip() if scheme.lower() == "bearer" else bottle.request.get_header("X-API-Key", "")
+    if supplied and hmac.compare_digest(supplied.encode("utf-8"), key.encode("utf-8")):
+        return
+    bottle.response.set_header("WWW-Authenticate", 'Bearer realm="pico"')
+    abort_with(Unauthorized(
+        "This server needs an API key" if not supplied else "The API key is wrong",
+        hint="Send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'."))
 
 
 def _after(settings: Settings, metrics: Metrics) -> None:

@@ -73,6 +73,12 @@ def apply_error(error: PicoError) -> str:
     return json.dumps(body)
 
 
+def abort_with(error: PicoError) -> None:
+    """Stop handling the current request now and answer ``error`` (for hooks, outside any route)."""
+    body = apply_error(error)
+    raise bottle.HTTPResponse(body, status=bottle.response.status_code, headers=dict(bottle.response.headers))
+
+
 def unexpected(exc: BaseException, verbose: bool) -> InternalError:
     """An InternalError for an exception nobody expected: logged in full, details shown only when verbose."""
     log.error("unexpected error: %s", "".join(traceback.format_exception(exc)).rstrip())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import signal
@@ -52,6 +53,9 @@ def serve(settings: Settings) -> int:
     host, port = server.bind_addr[:2]
     log.info("PICO %s listening on http://%s:%s (device %s, %d slot(s), queue %d)",
              _version(), host, port, service.engine.device, settings.threadsmax, settings.queue)
+    if not settings.api_key and not _is_loopback(settings.host):
+        log.warning("no API key set and listening on %s: anyone who can reach this port can use the GPU "
+                    "(set --api-key or PICO_API_KEY)", settings.host)
     server.serve()
     stopper.join(settings.shutdown_timeout + CANCEL_GRACE + 5)
     if stopper.is_alive():
@@ -78,6 +82,13 @@ def _cancel_late(jobs, timeout: int) -> None:
     running = jobs.cancel_running()
     if running:
         log.warning("cancelled %d generation(s) still running after %ss", running, timeout)
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def _version() -> str:

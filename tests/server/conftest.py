@@ -13,3 +13,14 @@ def server(tiny_models, tmp_path_factory):
     live = LiveServer(tiny_models, log=tmp_path_factory.mktemp("log") / "serve.log")
     yield live
     live.stop()
+
+
+API_KEY = "s3cret-key"
+
+
+@pytest.fixture(scope="module")
+def keyed(tiny_models, tmp_path_factory):
+    """A server that requires an API key."""
+    live = LiveServer(tiny_models, "--api-key", API_KEY, log=tmp_path_factory.mktemp("log") / "serve.log")
+    yield live
+    live.stop()

@@ -270,6 +270,7 @@ class Runner:
             "Quality": steps,
             "Precision": precision_name(ctx.dtype),
             "Scheduler": scheduler_name(pipe.scheduler),
+            **({"Warnings": warnings} if warnings else {}),
         }
         metadata = [
             {**shared, "Seed": seed, "Index": index, "Width": image.width, "Height": image.height}

@@ -92,6 +92,14 @@ class Engine:
         """The models resident now, least recently used first."""
         return [str(key) for key in self.cache.keys()]
 
+    def leave_a_core_free(self) -> None:
+        """On a CPU device, compute on all cores but one, so a server stays responsive while it generates."""
+        import torch
+
+        threads = torch.get_num_threads()
+        if self.device.type == "cpu" and threads > 1:
+            torch.set_num_threads(threads - 1)
+
     def load_times(self) -> dict[str, float]:
         """Seconds each resident model took to load."""
         return {str(entry.key): entry.load_seconds for entry in self.cache.entries()}

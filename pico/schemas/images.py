@@ -60,7 +60,8 @@ def open_image(data: bytes, field: str, max_pixels: int, mode: str = "RGB") -> I
             f"{field} is not an image in a format PICO can read (PNG, JPEG, WebP, ...)", field=field
         ) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise InvalidRequest(f"{field} is too large to decode safely", field=field) from None
+        raise InvalidRequest(f"{field} is far over the limit of {max_pixels:,} pixels and was not decoded "
+                             "(a decompression bomb?)", field=field) from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise InvalidRequest(f"{field} could not be decoded as an image: {exc}", field=field) from None
 

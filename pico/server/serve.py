@@ -29,6 +29,7 @@ def serve(settings: Settings) -> int:
     """Serve until SIGTERM or Ctrl-C; running generations finish first (bounded). Returns the exit status."""
     app = create_app(settings)
     service = app.config["pico.service"]
+    service.engine.leave_a_core_free()
     server = wsgi.Server((settings.host, settings.port), app, numthreads=http_threads(settings),
                          server_name="pico", timeout=30,
                          shutdown_timeout=settings.shutdown_timeout + CANCEL_GRACE)

@@ -126,7 +126,9 @@ def test_vae_swap_for_sd_and_refusal_for_sdxl(engine):
 
 def test_long_phrase_is_truncated_and_said(engine):
     generation = engine.generate(request(StableDiffusionRequest, Phrase="cat " * 100))
-    assert "Phrase is 302 tokens long; the model reads only the first 77, the rest was ignored." in generation.warnings
+    note = "Phrase is 302 tokens long; the model reads only the first 77, the rest was ignored."
+    assert note in generation.warnings
+    assert note in generation.metadata[0]["Warnings"]
 
 
 def test_attention_slicing_gives_the_same_images(engine):
@@ -202,3 +204,20 @@ def test_injected_faults_are_typed_and_the_engine_recovers(tiny_models):
         engine.generate(request(StableDiffusion2Request, Phrase="cat"))
     assert caught.value.status == 502
     assert caught.value.message.startswith("Model stabilityai/stable-diffusion-2-1 could not be loaded")
+
+
+def test_pickled_weights_are_never_loaded(tiny_models, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    folder = tmp_path / "models" / "mine" / "pickled"
+    shutil.copytree(tiny_models / "runwayml/stable-diffusion-v1-5", folder)
+    unet = folder / "unet"
+    weights = next(unet.glob("*.safetensors"))
+    torch.save(load_file(weights), unet / "diffusion_pytorch_model.bin")  # a pickle, as old repos ship
+    weights.unlink()
+    engine = Engine(Settings(models_dir=tmp_path / "models", device="cpu"))
+    with pytest.raises(ModelUnavailable) as caught:
+        engine.generate(request(StableDiffusionRequest, Phrase="cat", Model="mine/pickled"))
+    assert caught.value.status == 502
+    assert caught.value.message.startswith("Model mine/pickled could not be loaded from the models directory")

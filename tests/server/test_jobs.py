@@ -102,3 +102,14 @@ def test_a_client_that_leaves_the_queue_loses_its_place(queued):
     first.join()
     states = [j["State"] for j in queued.get("/api/v1/status").json["Jobs"]]
     assert states == []
+
+
+def test_a_client_that_hangs_up_mid_generation_frees_the_slot(server):
+    body = b'{"Phrase": "cat", "Steps": 250}'
+    sock = socket.create_connection(("127.0.0.1", server.port))
+    sock.sendall(b"POST /api/v1/stable-diffusion HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    job = running_job(server)
+    sock.close()
+    server.wait_for_health("Idle", timeout=10)
+    assert server.get(f"/api/v1/jobs/{job['Id']}").json["State"] == "cancelled"

@@ -24,7 +24,8 @@ def queued(tiny_models, tmp_path_factory):
 def faulty(tiny_models, tmp_path_factory):
     """Injected faults (one pipeline failure, one out-of-memory), a 1 MB body limit."""
     live = LiveServer(tiny_models, "--max-body-mb", "1", "--allow-model", "nobody/*",
-                      env={"PICO_FAULTS": "error:1,oom:1"}, log=tmp_path_factory.mktemp("log") / "serve.log")
+                      env={"PICO_FAULTS": "error:1,oom:1,load:stabilityai/stable-diffusion-2-1"},
+                      log=tmp_path_factory.mktemp("log") / "serve.log")
     yield live
     live.stop()
 
@@ -114,3 +115,36 @@ def test_sigterm_lets_the_running_generation_finish(tiny_models, tmp_path):
     assert time.monotonic() - started < 30
     assert "stopped" in live.log_text()
     live.stop()
+
+
+def test_a_model_that_fails_to_load_is_502_and_others_still_work(faulty):
+    reply = faulty.post("/api/v1/stable-diffusion-2", body_for("stable-diffusion-2"))
+    assert reply.status == 502
+    assert reply.json["Error"]["Code"] == "MODEL_UNAVAILABLE"
+    assert reply.json["Error"]["Message"].startswith("Model stabilityai/stable-diffusion-2-1 could not be loaded")
+    assert faulty.post("/api/v1/stable-diffusion", body_for("stable-diffusion")).status == 200
+
+
+def test_a_second_sigterm_exits_at_once(tiny_models, tmp_path):
+    live = LiveServer(tiny_models, log=tmp_path / "serve.log")
+    outcome = {}
+
+    def generate() -> None:
+        try:
+            outcome["reply"] = live.post("/api/v1/stable-diffusion", body_for("stable-diffusion", Steps=250))
+        except OSError as exc:  # the server is gone before it could answer: expected here
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=generate)
+    worker.start()
+    live.wait_for_health("Busy")
+    live.process.terminate()
+    time.sleep(0.5)
+    started = time.monotonic()
+    live.process.terminate()
+    code = live.process.wait(10)
+    assert time.monotonic() - started < 5
+    assert code == 128 + 15
+    worker.join()
+    assert "error" in outcome  # the generation was cut off, not finished
+    assert "second SIGTERM: exiting now" in live.log_text()

@@ -175,3 +175,28 @@ def test_json_schema_comes_from_the_same_specs():
     assert props["Precision"]["enum"] == ["half", "full"]
     assert props["ImageBase64"]["contentEncoding"] == "base64"
     assert "Images" not in props and "IgnoredFields" not in props
+
+
+def test_decompression_bombs_are_refused_before_decoding():
+    import io
+
+    from PIL import Image
+
+    def compressed(size) -> str:
+        out = io.BytesIO()
+        Image.new("1", size).save(out, "PNG")  # megapixels of nothing in a few kB
+        assert len(out.getvalue()) < 200_000
+        return b64(out.getvalue())
+
+    error = error_of(StableDiffusionImageToImageRequest, {"Phrase": "x", "ImageBase64": compressed((5000, 5000))})
+    assert error.message == "ImageBase64 is 5000x5000 (25,000,000 pixels); the limit is 4,194,304 pixels"
+    error = error_of(StableDiffusionImageToImageRequest, {"Phrase": "x", "ImageBase64": compressed((20000, 20000))})
+    assert error.message == ("ImageBase64 is far over the limit of 4,194,304 pixels and was not decoded "
+                             "(a decompression bomb?)")
+
+
+def test_truncated_image_is_refused():
+    error = error_of(StableDiffusionImageToImageRequest,
+                     {"Phrase": "x", "ImageBase64": b64(png_bytes((64, 64))[:-40])})
+    assert error.field == "ImageBase64"
+    assert error.message.startswith("ImageBase64 could not be decoded as an image")

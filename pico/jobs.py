@@ -15,7 +15,7 @@ import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Callable
+from typing import Callable, Sequence
 
 from pico.errors import Busy, Cancelled, NotFound
 from pico.pipelines.base import Generation
@@ -53,6 +53,7 @@ class Job:
     images: int = 0
     seeds: list[int] = field(default_factory=list)
     interrupted: bool = False
+    batch: int = 0  # which of run_many's requests is running (A1111's job_no)
     _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
     _alive: Callable[[], bool] = field(default=lambda: True, repr=False)
 
@@ -112,19 +113,36 @@ class Jobs:
         ``alive`` says whether the client still waits; a job whose client left gives up its
         place in the queue, or stops at its next step.
         """
+        job, (generation,) = self.run_many(pipeline, [request], on_start, alive)
+        return job, generation
+
+    def run_many(self, pipeline: str, requests: Sequence[GenerationRequest],
+                 on_start: Callable[[Job], None] | None = None, alive: Callable[[], bool] | None = None,
+                 go_on: Callable[[Job], bool] = lambda _job: True) -> tuple[Job, list[Generation]]:
+        """Run requests one after another as one job holding one slot (A1111's n_iter batches).
+
+        After each generation ``go_on(job)`` decides whether the next one runs; an interrupt
+        ends only the generation it hit.
+        """
         job = self._new_job(pipeline)
         if alive is not None:
             job._alive = alive
         if on_start is not None:
             on_start(job)
         self._acquire(job)
-        generation = None
+        generations: list[Generation] = []
         try:
             job.state, job.started = JobState.RUNNING, time.time()
-            generation = self._generate(request, on_step=job.on_step)
-            job.state, job.images = JobState.DONE, len(generation.images)
-            job.seeds = [m["Seed"] for m in generation.metadata]
-            return job, generation
+            for job.batch, request in enumerate(requests):
+                generation = self._generate(request, on_step=job.on_step)
+                generations.append(generation)
+                job.images += len(generation.images)
+                job.seeds += [m["Seed"] for m in generation.metadata]
+                if not go_on(job):
+                    break
+                job.interrupted = False
+            job.state = JobState.DONE
+            return job, generations
         except Cancelled:
             job.state = JobState.CANCELLED
             raise
@@ -134,9 +152,13 @@ class Jobs:
         finally:
             job.finished = time.time()
             self._release()
-            for listener in self.listeners:
+            self._tell_listeners(job, generations if job.state == JobState.DONE else [None])
+
+    def _tell_listeners(self, job: Job, generations: list[Generation | None]) -> None:
+        for listener in self.listeners:
+            for generation in generations:
                 try:
-                    listener(job, generation if job.state == JobState.DONE else None)
+                    listener(job, generation)
                 except Exception:  # noqa: BLE001 - an observer must never fail a generation
                     log.exception("job listener failed")
 

@@ -56,14 +56,11 @@ class ModelResolver:
         self._known = set(DEFAULT_MODELS) | set(VAE_MODELS.values()) | set(ALIASES) | set(ALIASES.values())
 
     def local_models(self) -> list[str]:
-        """The org/name ids present in the models directory."""
+        """The org/name ids of the pipelines in the models directory (standalone VAEs are not listed)."""
         if not self.models_dir or not self.models_dir.is_dir():
             return []
-        found = []
-        for folder in sorted(self.models_dir.glob("*/*")):
-            if (folder / "model_index.json").is_file() or (folder / "config.json").is_file():
-                found.append(f"{folder.parent.name}/{folder.name}")
-        return found
+        return [f"{folder.parent.name}/{folder.name}" for folder in sorted(self.models_dir.glob("*/*"))
+                if (folder / "model_index.json").is_file()]
 
     def is_allowed(self, model_id: str) -> bool:
         """Defaults, their aliases and the models directory always; --allow-model globs and --allow-any-model widen it."""

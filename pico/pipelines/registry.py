@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pico.errors import NotFound
 from pico.pipelines.base import Runner
 from pico.pipelines.image2image import ImageToImage
@@ -43,8 +45,8 @@ def find_runner(name: str) -> Runner:
 def text_to_image_runner(model: str) -> Runner:
     """The text-to-image runner whose defaults fit ``model``: SDXL, SD 2 or SD 1 (by id)."""
     name = model.lower()
-    if "xl" in name:
+    if re.search(r"(^|[-_/.])(sd)?xl([-_/.]|$)", name):
         return find_runner("stable-diffusion-xl")
-    if "stable-diffusion-2" in name:
+    if re.search(r"stable-diffusion-2|(^|[-_/])sd-?2", name):
         return find_runner("stable-diffusion-2")
     return find_runner("stable-diffusion")

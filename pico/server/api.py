@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import bottle
 
@@ -60,11 +60,18 @@ def status(service: "Service") -> ServerStatus:
 
 def run_job(service: "Service", runner: Runner, request: GenerationRequest) -> tuple["Job", Generation]:
     """Run a request through the job slots for the current HTTP request (any protocol's route)."""
-    environ = bottle.request.environ
-    job, generation = service.jobs.run(runner.route, request, on_start=_announce_job,
-                                       alive=client_alive(environ))
-    environ["pico.log"] = {"images": len(generation.images), "seed": generation.metadata[0]["Seed"]}
+    job, (generation,) = run_jobs(service, runner, [request])
     return job, generation
+
+
+def run_jobs(service: "Service", runner: Runner, requests: list[GenerationRequest],
+             go_on: Callable[["Job"], bool] = lambda _job: True) -> tuple["Job", list[Generation]]:
+    """Run requests one after another in one job and one slot, for the current HTTP request."""
+    environ = bottle.request.environ
+    job, generations = service.jobs.run_many(runner.route, requests, on_start=_announce_job,
+                                             alive=client_alive(environ), go_on=go_on)
+    environ["pico.log"] = {"images": job.images, "seed": job.seeds[0]}
+    return job, generations
 
 
 def read_json_body(service: "Service") -> Any:

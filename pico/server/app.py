@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 import bottle
 
 from pico.config import Settings
+from pico.errors import Unauthorized
 from pico.jobs import Jobs
 from pico.pipelines.engine import Engine
 from pico.pipelines.models import model_id
-from pico.server import api, openai_api
-from pico.errors import Unauthorized
+from pico.server import a1111, api, openai_api
 from pico.server.errors import ErrorPlugin, abort_with, install_error_pages
 from pico.server.metrics import CONTENT_TYPE, Metrics
 from pico.server.openapi import RouteDoc, docs_page, document
@@ -57,6 +57,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> bottle.Bottl
     app.add_hook("before_request", lambda: _before(settings))
     app.add_hook("after_request", lambda: _after(settings, metrics))
     api.install(app, service)
+    a1111.install(app, service)
     openai_api.install(app, service)
     _install_meta_routes(app, metrics)
     return app
@@ -99,10 +100,15 @@ def _before(settings: Settings) -> None:
 
 
 def _authorize(key: str) -> None:
-    """Require the API key as ``Authorization: Bearer <key>`` or ``X-API-Key: <key>`` (compared in constant time)."""
+    """Require the API key: ``Authorization: Bearer <key>``, ``X-API-Key: <key>``, or as a Basic password."""
     header = bottle.request.get_header("Authorization", "")
     scheme, _, token = header.partition(" ")
-    supplied = token.strip() if scheme.lower() == "bearer" else bottle.request.get_header("X-API-Key", "")
+    if scheme.lower() == "bearer":
+        supplied = token.strip()
+    elif scheme.lower() == "basic":  # A1111 clients (webuiapi's set_auth) send the key as the password
+        supplied = (bottle.request.auth or ("", ""))[1]
+    else:
+        supplied = bottle.request.get_header("X-API-Key", "")
     if supplied and hmac.compare_digest(supplied.encode("utf-8"), key.encode("utf-8")):
         return
     bottle.response.set_header("WWW-Authenticate", 'Bearer realm="pico"')

@@ -126,5 +126,12 @@ class OutOfMemory(PicoError):
     exit_code = 5
 
 
+class OutputError(PicoError):
+    """An output folder or file cannot be written."""
+
+    code = "OUTPUT_ERROR"
+    exit_code = 1
+
+
 class InternalError(PicoError):
     """An unexpected failure; details only in verbose mode."""

@@ -16,7 +16,7 @@ from typer.core import TyperGroup
 from pico.config import DEVICES_HELP, OFFLOAD_MODES, Settings
 from pico.errors import PicoError
 
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # one error, one line, even in CI logs
 VERBOSE = {"on": False}
 
 
@@ -56,31 +56,31 @@ app = typer.Typer(
 
 # Options shared by the generation commands and serve. Each also reads PICO_<NAME>.
 ModelsDir = Annotated[Optional[Path], typer.Option(
-    "--models-dir", help="Offline model mirror: a request for org/name loads DIR/org/name. [env: PICO_MODELS_DIR]",
+    "--models-dir", help="Offline model mirror: a request for org/name loads DIR/org/name. \\[env: PICO_MODELS_DIR]",
     show_default=False, rich_help_panel="Models and device")]
 Device = Annotated[Optional[str], typer.Option(
-    "--device", help=f"Where to run: {DEVICES_HELP}. [default: auto] [env: PICO_DEVICE]",
+    "--device", help=f"Where to run: {DEVICES_HELP}. \\[default: auto] \\[env: PICO_DEVICE]",
     show_default=False, rich_help_panel="Models and device")]
 Offload = Annotated[Optional[str], typer.Option(
-    "--offload", help=f"CPU offload for small GPUs: {', '.join(OFFLOAD_MODES)}. [default: none] [env: PICO_OFFLOAD]",
+    "--offload", help=f"CPU offload for small GPUs: {', '.join(OFFLOAD_MODES)}. \\[default: none] \\[env: PICO_OFFLOAD]",
     show_default=False, rich_help_panel="Models and device")]
 Xformers = Annotated[Optional[bool], typer.Option(
-    "--xformers", help="Use xformers attention when installed (CUDA only). [env: PICO_XFORMERS]",
+    "--xformers", help="Use xformers attention when installed (CUDA only). \\[env: PICO_XFORMERS]",
     show_default=False, rich_help_panel="Models and device")]
 Demo = Annotated[Optional[bool], typer.Option(
     "--demo", help="Use tiny random-weight demo models for every default model id: no download, images are noise. "
-    "[env: PICO_DEMO]", show_default=False, rich_help_panel="Models and device")]
+    "\\[env: PICO_DEMO]", show_default=False, rich_help_panel="Models and device")]
 MaxModels = Annotated[Optional[int], typer.Option(
-    "--max-models", help="Models kept loaded at once (least recently used goes first). [default: 2] "
-    "[env: PICO_MAX_MODELS]", show_default=False, rich_help_panel="Models and device")]
+    "--max-models", help="Models kept loaded at once (least recently used goes first). \\[default: 2] "
+    "\\[env: PICO_MAX_MODELS]", show_default=False, rich_help_panel="Models and device")]
 AllowModel = Annotated[Optional[list[str]], typer.Option(
     "--allow-model", help="Also allow requests to load models matching this glob (repeatable), e.g. 'myorg/*'. "
-    "[env: PICO_ALLOW_MODEL, comma-separated]", show_default=False, rich_help_panel="Models and device")]
+    "\\[env: PICO_ALLOW_MODEL, comma-separated]", show_default=False, rich_help_panel="Models and device")]
 AllowAnyModel = Annotated[Optional[bool], typer.Option(
     "--allow-any-model", help="Allow requests to load any model from the hub (safetensors only). "
-    "[env: PICO_ALLOW_ANY_MODEL]", show_default=False, rich_help_panel="Models and device")]
+    "\\[env: PICO_ALLOW_ANY_MODEL]", show_default=False, rich_help_panel="Models and device")]
 Verbose = Annotated[Optional[bool], typer.Option(
-    "--verbose", "-v", help="Show tracebacks and error details. [env: PICO_VERBOSE]", show_default=False)]
+    "--verbose", "-v", help="Show tracebacks and error details. \\[env: PICO_VERBOSE]", show_default=False)]
 
 
 def load_settings(**flags: Any) -> Settings:

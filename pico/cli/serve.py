@@ -26,36 +26,36 @@ SERVER = "Server"
 @app.command()
 def serve(
     host: Annotated[Optional[str], typer.Option(
-        "--host", help="The address to listen on. [default: 0.0.0.0] [env: PICO_HOST]", show_default=False,
+        "--host", help="The address to listen on. \\[default: 0.0.0.0] \\[env: PICO_HOST]", show_default=False,
         rich_help_panel=SERVER)] = None,
     port: Annotated[Optional[int], typer.Option(
-        "--port", "-p", help="The port to listen on. [default: 5088] [env: PICO_PORT]", show_default=False,
+        "--port", "-p", help="The port to listen on. \\[default: 5088] \\[env: PICO_PORT]", show_default=False,
         rich_help_panel=SERVER)] = None,
     verbose: Verbose = None,
     threadsmax: Annotated[Optional[int], typer.Option(
-        "--threadsmax", "-t", help="Generations that may run at once (1 to 64). [default: 1] [env: PICO_THREADSMAX]",
+        "--threadsmax", "-t", help="Generations that may run at once (1 to 64). \\[default: 1] \\[env: PICO_THREADSMAX]",
         show_default=False, rich_help_panel=SERVER)] = None,
     queue: Annotated[Optional[int], typer.Option(
         "--queue", help="Requests that may wait for a slot, in arrival order; beyond that: 503 GPU_BUSY. "
-        "[default: 0] [env: PICO_QUEUE]", show_default=False, rich_help_panel=SERVER)] = None,
+        "\\[default: 0] \\[env: PICO_QUEUE]", show_default=False, rich_help_panel=SERVER)] = None,
     max_body_mb: Annotated[Optional[int], typer.Option(
-        "--max-body-mb", help="Largest request body accepted, in MB (413 beyond). [default: 32] "
-        "[env: PICO_MAX_BODY_MB]", show_default=False, rich_help_panel=SERVER)] = None,
+        "--max-body-mb", help="Largest request body accepted, in MB (413 beyond). \\[default: 32] "
+        "\\[env: PICO_MAX_BODY_MB]", show_default=False, rich_help_panel=SERVER)] = None,
     cors_origin: Annotated[Optional[str], typer.Option(
-        "--cors-origin", help="Origins browsers may call from: * or a comma-separated list. [default: *] "
-        "[env: PICO_CORS_ORIGIN]", show_default=False, rich_help_panel=SERVER)] = None,
+        "--cors-origin", help="Origins browsers may call from: * or a comma-separated list. \\[default: *] "
+        "\\[env: PICO_CORS_ORIGIN]", show_default=False, rich_help_panel=SERVER)] = None,
     api_key: Annotated[Optional[str], typer.Option(
         "--api-key", help="Require this key: 'Authorization: Bearer KEY' or 'X-API-Key: KEY' (health stays open). "
-        "[env: PICO_API_KEY]", show_default=False, rich_help_panel=SERVER)] = None,
+        "\\[env: PICO_API_KEY]", show_default=False, rich_help_panel=SERVER)] = None,
     default_model: Annotated[Optional[str], typer.Option(
         "--default-model", help="Model for OpenAI and A1111 requests that name none: sd15, sd2, sdxl or an id. "
-        "[default: sd15] [env: PICO_DEFAULT_MODEL]", show_default=False, rich_help_panel=SERVER)] = None,
+        "\\[default: sd15] \\[env: PICO_DEFAULT_MODEL]", show_default=False, rich_help_panel=SERVER)] = None,
     shutdown_timeout: Annotated[Optional[int], typer.Option(
-        "--shutdown-timeout", help="Seconds running generations get to finish on SIGTERM/Ctrl-C. [default: 60] "
-        "[env: PICO_SHUTDOWN_TIMEOUT]", show_default=False, rich_help_panel=SERVER)] = None,
+        "--shutdown-timeout", help="Seconds running generations get to finish on SIGTERM/Ctrl-C. \\[default: 60] "
+        "\\[env: PICO_SHUTDOWN_TIMEOUT]", show_default=False, rich_help_panel=SERVER)] = None,
     max_pixels: Annotated[Optional[int], typer.Option(
-        "--max-pixels", help="Largest input image and Width x Height, in pixels. [default: 4194304 = 2048x2048] "
-        "[env: PICO_MAX_PIXELS]", show_default=False, rich_help_panel=SERVER)] = None,
+        "--max-pixels", help="Largest input image and Width x Height, in pixels. \\[default: 4194304 = 2048x2048] "
+        "\\[env: PICO_MAX_PIXELS]", show_default=False, rich_help_panel=SERVER)] = None,
     xformers: Xformers = None,
     models_dir: ModelsDir = None,
     allow_model: AllowModel = None,

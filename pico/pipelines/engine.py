@@ -88,6 +88,10 @@ class Engine:
             with model.gate.use(request.attention_slicing):
                 return runner.run(ctx, request)
 
+    def is_loaded(self, model: str) -> bool:
+        """True when ``model`` (by any of its names) is resident."""
+        return any(key.model_id == canonical(model) for key in self.cache.keys())
+
     def loaded_models(self) -> list[str]:
         """The models resident now, least recently used first."""
         return [str(key) for key in self.cache.keys()]

@@ -73,7 +73,7 @@ class ModelResolver:
         if not self.is_allowed(model_id):
             raise ModelNotAllowed(
                 f"Model {model_id} is not allowed on this server", field="Model",
-                hint="Put it in the models directory, or start the server with --allow-model "
+                hint="Put it in the models directory, or allow it with --allow-model "
                 f"'{model_id}' (globs work) or --allow-any-model.",
             )
 

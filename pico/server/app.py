@@ -64,11 +64,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> bottle.Bottl
 
 
 def _install_meta_routes(app: bottle.Bottle, metrics: Metrics) -> None:
-    openapi_doc: dict = {}
-
     def openapi() -> str:
-        if not openapi_doc:
-            openapi_doc.update(document(app))
         return api.send_json(openapi_doc)
 
     def docs() -> str:
@@ -86,6 +82,7 @@ def _install_meta_routes(app: bottle.Bottle, metrics: Metrics) -> None:
     app.route("/metrics", "GET", prometheus, doc=RouteDoc(
         "Prometheus metrics: requests, generations, slots, queue, models, GPU memory", SERVER_TAG,
         response={"type": "string"}, response_type="text/plain"))
+    openapi_doc = document(app)  # built once, when every route is in: a broken document fails at start
 
 
 OPEN_PATHS = ("/api/v1/health", "/openapi.json", "/docs")  # answered without an API key

@@ -99,7 +99,7 @@ class ImageVariationRequest(_Common):
 
 
 @dataclass
-class ImageData(DataClassJsonMixin):
+class OpenAIImage(DataClassJsonMixin):
     """One image: base64 or a URL."""
 
     b64_json: str | None = None
@@ -107,11 +107,11 @@ class ImageData(DataClassJsonMixin):
 
 
 @dataclass
-class ImagesResponse(DataClassJsonMixin):
+class OpenAIImagesResponse(DataClassJsonMixin):
     """The body of every OpenAI image route."""
 
     created: int
-    data: list[ImageData]
+    data: list[OpenAIImage]
     output_format: str
     size: str
 
@@ -166,7 +166,7 @@ def install(app: bottle.Bottle, service: "Service") -> None:
         bottle.response.set_header("Cache-Control", "private, max-age=3600")
         return data
 
-    doc = dict(tag=TAG, response=ImagesResponse, errors="openai")
+    doc = dict(tag=TAG, response=OpenAIImagesResponse, errors="openai")
     app.route("/v1/images/generations", "POST", generations,
               doc=RouteDoc("Create images from a prompt (Stable Diffusion text-to-image)", request=ImageGenerationRequest,
                            **doc))
@@ -189,12 +189,12 @@ def _answer(service: "Service", store: ResultStore, kind: str, request: Any, fil
                              service.settings.png_compress_level)
     if request.response_format == "url":
         base = f"{bottle.request.urlparts.scheme}://{bottle.request.urlparts.netloc}/v1/images/files"
-        data = [ImageData(url=f"{base}/{store.put(image, request.output_format)}.{request.output_format}")
+        data = [OpenAIImage(url=f"{base}/{store.put(image, request.output_format)}.{request.output_format}")
                 for image in encoded]
     else:
-        data = [ImageData(b64_json=to_base64(image)) for image in encoded]
+        data = [OpenAIImage(b64_json=to_base64(image)) for image in encoded]
     first = generation.images[0]
-    response = ImagesResponse(created=int(time.time()), data=data, output_format=request.output_format,
+    response = OpenAIImagesResponse(created=int(time.time()), data=data, output_format=request.output_format,
                               size=f"{first.width}x{first.height}")
     return send_json({**response.to_dict(), "data": [{k: v for k, v in d.to_dict().items() if v is not None}
                                                      for d in data]})

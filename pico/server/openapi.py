@@ -65,6 +65,9 @@ def document(app: bottle.Bottle) -> dict[str, Any]:
     done: set[type] = set()
     while refs - done:
         cls = sorted(refs - done, key=lambda c: c.__name__)[0]
+        twin = next((other for other in done if other.__name__ == cls.__name__), None)
+        if twin is not None:
+            raise ValueError(f"two schema classes are named {cls.__name__}: {twin.__module__} and {cls.__module__}")
         schemas[cls.__name__] = json_schema(cls, refs)
         done.add(cls)
     return {

@@ -1,0 +1,98 @@
+"""One subcommand per pipeline (``pico stable-diffusion-xl "ginger cat"``), built from the registry.
+
+Each command's parameters come from its request type's fields (see pico.cli.options), so
+a new pipeline in the registry is a new command here with no change to this file.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from pico.cli.app import app
+from pico.cli.inputs import InputImage, read_input
+from pico.cli.options import FieldOption, request_options, with_common
+from pico.cli.output import prepare_folder
+from pico.cli.session import Session, label_for
+from pico.pipelines.registry import RUNNERS
+
+if TYPE_CHECKING:
+    from pico.cli.options import Common
+    from pico.pipelines.base import Runner
+
+PANEL = "Generate images"
+
+
+def build_body(options: list[FieldOption], values: dict[str, Any], request_type: type,
+               max_pixels: int) -> tuple[dict[str, Any], list[InputImage]]:
+    """The PascalCase request body of the options given (None: not given), and the input images read."""
+    from pico.cli.inputs import with_images
+
+    body: dict[str, Any] = {}
+    images = []
+    for option in options:
+        value = values.get(option.param)
+        if value is None:
+            continue
+        if option.image:
+            images.append(read_input(value, option.wire, option.flag, request_type, max_pixels))
+        else:
+            body[option.wire] = value
+    return with_images(body, images), images
+
+
+def run_command(runner: Runner, options: list[FieldOption], values: dict[str, Any], common: Common) -> None:
+    """Validate the options as a request, generate it, write the images and print their paths."""
+    settings = common.settings()
+    body, images = build_body(options, values, runner.request_type, settings.max_pixels)
+    request = runner.request_type.parse(body, max_pixels=settings.max_pixels)
+    prepare_folder(common.out)
+    with Session(common, settings) as session:
+        session.run(runner, request, common.out, images, label_for(runner, request))
+
+
+def make_command(runner: Runner, options: list[FieldOption]) -> Callable[..., None]:
+    """The command function of one pipeline, with a parameter per request field plus the shared ones."""
+
+    def command(common: Common, **values: Any) -> None:
+        run_command(runner, options, values, common)
+
+    command.__name__ = runner.command.replace("-", "_")
+    command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [option.parameter() for option in options]
+        + [inspect.Parameter("common", inspect.Parameter.KEYWORD_ONLY)]
+    )
+    return with_common(command)
+
+
+def command_help(runner: Runner, options: list[FieldOption]) -> str:
+    """The manual page of a pipeline command: what it does, how files are named, examples."""
+    example = [f"pico {runner.command}"]
+    for option in options:
+        if option.flag.isupper():
+            example.append('"ginger cat"')
+        elif option.image:
+            example.append(f"{option.flag} {option.flag.lstrip('-')}.png")
+    first = " ".join(example)
+    return (
+        f"{runner.summary}\n\n"
+        f"Writes one PNG per image to --out, named <date>-<time>-{runner.command}-<seed>.png. Each file carries "
+        "the parameters that made it (pico info FILE) and can be made again, identical (pico again FILE). "
+        "Options left out take the defaults shown, the same as in REST requests.\n\n"
+        f"Examples:\n\n"
+        f"[bold]{first} --total 2 --seed 42 --steps 30[/]\n\n"
+        f"[bold]{first} --demo --total 2[/]   (tiny offline models: noise)\n\n"
+        f"[bold]{first} --quiet --out renders[/]   (prints only the paths)"
+    )
+
+
+def register() -> None:
+    """Add one command per runner to the app."""
+    for runner in RUNNERS:
+        options = request_options(runner.request_type)
+        app.command(runner.command, help=command_help(runner, options), rich_help_panel=PANEL,
+                    short_help=runner.summary)(make_command(runner, options))
+
+
+register()

@@ -24,6 +24,7 @@ from pico.pipelines.base import (
     pick_device,
     pick_dtype,
     quiet_libraries,
+    settle_python_heap,
 )
 from pico.pipelines.loader import ModelCache, ModelResolver, canonical, load_pipeline, load_vae
 from pico.pipelines.models import VAE_MODELS
@@ -129,6 +130,7 @@ class Engine:
         gate = AttentionGate(lambda slicing: configure_attention(pipe, slicing, self.xformers))
         if self.xformers:
             configure_attention(pipe, False, True)
+        settle_python_heap()
         return LoadedModel(pipe, gate)
 
     def _place(self, pipe: Any) -> None:

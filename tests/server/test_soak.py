@@ -66,7 +66,8 @@ BAD = [
 
 @pytest.fixture(scope="module")
 def soaked(tiny_models, tmp_path_factory):
-    live = LiveServer(tiny_models, "--queue", "2", "--max-body-mb", "1",
+    # --max-models 8: every model stays warm, as a production server's do; loading is the slow path.
+    live = LiveServer(tiny_models, "--queue", "2", "--max-body-mb", "1", "--max-models", "8",
                       log=tmp_path_factory.mktemp("log") / "serve.log")
     yield live
     live.stop()

@@ -13,6 +13,7 @@ import json
 import logging
 import threading
 import time
+import warnings
 from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -136,7 +137,9 @@ def _load_errors(source: ModelSource, offline: bool) -> Iterator[None]:
 
     where = "the models directory" if source.local else "the Hugging Face hub"
     try:
-        yield
+        with warnings.catch_warnings():  # Diffusers passes a hub argument that hub 1.x deprecates; not ours
+            warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks.*")
+            yield
     except (RepositoryNotFoundError, RevisionNotFoundError, GatedRepoError) as exc:
         raise ModelUnavailable(f"Model {source.model_id} was not found on {where}: {_first_line(exc)}") from exc
     except LocalEntryNotFoundError as exc:

@@ -86,14 +86,17 @@ def _text_encoder(with_projection: bool = False):
 def _vae():
     from diffusers import AutoencoderKL
 
+    # Four blocks: latents are 1/8 of the image, as with the real VAEs, so a 512-pixel input
+    # image costs what it would with a real model (64x64 latents), not 64 times more.
     return AutoencoderKL(
-        block_out_channels=(32, 32),
+        block_out_channels=(32, 32, 32, 32),
         in_channels=3,
         out_channels=3,
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
         latent_channels=4,
         norm_num_groups=32,
+        layers_per_block=1,
         sample_size=64,
     )
 
@@ -105,7 +108,7 @@ def _unet(in_channels: int = 4, cross_attention_dim: int = TEXT_HIDDEN, **extra)
         block_out_channels=(32, 64),
         layers_per_block=1,
         norm_num_groups=32,
-        sample_size=32,
+        sample_size=8,  # latents of 8x8: 64x64 images by default
         in_channels=in_channels,
         out_channels=4,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),

@@ -45,6 +45,8 @@ class Settings:
     allow_any_model: bool = False
     default_model: str = "sd15"
     png_compress_level: int = 1
+    batch_window_ms: int = 0
+    max_batch: int = 4
     shutdown_timeout: int = 60
     faults: str = ""
 
@@ -62,6 +64,8 @@ class Settings:
         _check(self.max_pixels, 64 * 64, 1 << 28, "max-pixels")
         _check(self.png_compress_level, 0, 9, "png-compress-level")
         _check(self.shutdown_timeout, 0, 3600, "shutdown-timeout")
+        _check(self.batch_window_ms, 0, 5000, "batch-window-ms")
+        _check(self.max_batch, 1, 64, "max-batch")
         if self.offload not in OFFLOAD_MODES:
             raise InvalidRequest(
                 f"offload must be one of {', '.join(OFFLOAD_MODES)}, got {self.offload!r}", field="offload"

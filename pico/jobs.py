@@ -53,7 +53,8 @@ class Job:
     images: int = 0
     seeds: list[int] = field(default_factory=list)
     interrupted: bool = False
-    batch: int = 0  # which of run_many's requests is running (A1111's job_no)
+    part: int = 0  # which of run_many's requests is running (A1111's job_no)
+    batch_size: int = 1  # requests sharing this job's pipeline call (dynamic batching)
     _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
     _alive: Callable[[], bool] = field(default=lambda: True, repr=False)
 
@@ -88,16 +89,39 @@ class Job:
         return JobStatus(
             id=self.id, pipeline=self.pipeline, state=self.state.value, step=self.step, steps=self.steps,
             elapsed_seconds=round(self.elapsed, 3), images=self.images, seeds=self.seeds, error=self.error,
+            batch_size=self.batch_size,
         )
 
 
-class Jobs:
-    """Runs generations through a fixed number of slots, with an optional FIFO queue."""
+@dataclass
+class _Batch:
+    """Requests gathered in the batch window, to run as one pipeline call in one slot."""
 
-    def __init__(self, generate: Callable[..., Generation], slots: int = 1, queue: int = 0):
-        self._generate = generate
+    members: list[tuple[Job, GenerationRequest]] = field(default_factory=list)
+    full: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event = field(default_factory=threading.Event)
+    results: dict[str, Generation] = field(default_factory=dict)
+    error: BaseException | None = None
+
+
+class Jobs:
+    """Runs generations through a fixed number of slots, with an optional FIFO queue and batching.
+
+    ``generate_batch(requests, on_step)`` makes one Generation per request in one call;
+    ``batch_key(request)`` says which requests may share a call (None: never). With a batch
+    window, requests with the same key that arrive within it run together, up to ``max_batch``.
+    """
+
+    def __init__(self, generate_batch: Callable[..., list[Generation]], slots: int = 1, queue: int = 0,
+                 batch_window: float = 0.0, max_batch: int = 1,
+                 batch_key: Callable[[GenerationRequest], tuple | None] = lambda _request: None):
+        self._generate_batch = generate_batch
         self.slots = slots
         self.queue_limit = queue
+        self.batch_window = batch_window
+        self.max_batch = max_batch
+        self._batch_key = batch_key
+        self._forming: dict[tuple, _Batch] = {}
         self._running = 0
         self._waiting: deque[Job] = deque()
         self._cond = threading.Condition()
@@ -111,10 +135,83 @@ class Jobs:
         """Run one request as a job: wait for a slot (or raise Busy), generate, release the slot.
 
         ``alive`` says whether the client still waits; a job whose client left gives up its
-        place in the queue, or stops at its next step.
+        place in the queue, or stops at its next step. With batching on, the request may share
+        its pipeline call with others that arrive within the batch window.
         """
+        key = self._batch_key(request) if self.batch_window > 0 and self.max_batch > 1 else None
+        if key is not None:
+            return self._run_batched(key, pipeline, request, on_start, alive)
         job, (generation,) = self.run_many(pipeline, [request], on_start, alive)
         return job, generation
+
+    def _run_batched(self, key: tuple, pipeline: str, request: GenerationRequest,
+                     on_start: Callable[[Job], None] | None, alive: Callable[[], bool] | None) -> tuple[Job, Generation]:
+        job = self._new_job(pipeline)
+        if alive is not None:
+            job._alive = alive
+        if on_start is not None:
+            on_start(job)
+        with self._cond:
+            batch = self._forming.get(key)
+            leader = batch is None
+            if leader:
+                batch = self._forming[key] = _Batch()
+            batch.members.append((job, request))
+            if len(batch.members) >= self.max_batch:
+                del self._forming[key]
+                batch.full.set()
+        if leader:
+            batch.full.wait(self.batch_window)
+            with self._cond:
+                if self._forming.get(key) is batch:
+                    del self._forming[key]
+            try:
+                self._run_batch(batch)
+            finally:
+                batch.done.set()
+        else:
+            batch.done.wait()
+        if batch.error is not None:
+            raise batch.error
+        if job.id not in batch.results:
+            raise Cancelled(f"Job {job.id} was cancelled")
+        return job, batch.results[job.id]
+
+    def _run_batch(self, batch: _Batch) -> None:
+        """Run a gathered batch: its first job stands in the queue for all of them."""
+        jobs = [job for job, _ in batch.members]
+        stand_in, own_check = jobs[0], jobs[0]._alive
+        checks = [job._alive for job in jobs]
+        stand_in._alive = lambda: any(check() for check in checks)  # the batch waits while anyone does
+        try:
+            self._acquire(stand_in)
+        except BaseException as exc:
+            batch.error = exc
+            for job in jobs:
+                job.state, job.error, job.finished = JobState.FAILED, getattr(exc, "code", None), time.time()
+            return
+        stand_in._alive = own_check
+        try:
+            for job in jobs:
+                job.state, job.started, job.batch_size = JobState.RUNNING, time.time(), len(jobs)
+            generations = self._generate_batch([request for _, request in batch.members],
+                                               on_step=lambda done, total: _step_all(jobs, done, total))
+            for job, generation in zip(jobs, generations):
+                if job.state == JobState.CANCELLED:
+                    continue
+                batch.results[job.id] = generation
+                job.state, job.images = JobState.DONE, len(generation.images)
+                job.seeds = [m["Seed"] for m in generation.metadata]
+        except BaseException as exc:
+            batch.error = exc
+            for job in jobs:
+                job.state = JobState.CANCELLED if isinstance(exc, Cancelled) else JobState.FAILED
+                job.error = getattr(exc, "message", None) or type(exc).__name__
+        finally:
+            self._release()
+            for job in jobs:
+                job.finished = time.time()
+                self._tell_listeners(job, [batch.results.get(job.id)])
 
     def run_many(self, pipeline: str, requests: Sequence[GenerationRequest],
                  on_start: Callable[[Job], None] | None = None, alive: Callable[[], bool] | None = None,
@@ -133,8 +230,8 @@ class Jobs:
         generations: list[Generation] = []
         try:
             job.state, job.started = JobState.RUNNING, time.time()
-            for job.batch, request in enumerate(requests):
-                generation = self._generate(request, on_step=job.on_step)
+            for job.part, request in enumerate(requests):
+                (generation,) = self._generate_batch([request], on_step=job.on_step)
                 generations.append(generation)
                 job.images += len(generation.images)
                 job.seeds += [m["Seed"] for m in generation.metadata]
@@ -272,3 +369,18 @@ class Jobs:
         with self._cond:
             self._running -= 1
             self._cond.notify_all()
+
+
+def _step_all(jobs: list[Job], done: int, total: int) -> bool:
+    """A batch's step: every job sees it; cancelled jobs drop out; the call stops when all have."""
+    stop = False
+    for job in jobs:
+        if job.state != JobState.RUNNING:
+            continue
+        try:
+            stop = job.on_step(done, total) or stop
+        except Cancelled:
+            job.state = JobState.CANCELLED
+    if all(job.state == JobState.CANCELLED for job in jobs):
+        raise Cancelled("Every job of the batch was cancelled")
+    return stop

@@ -53,6 +53,13 @@ def serve(
     shutdown_timeout: Annotated[Optional[int], typer.Option(
         "--shutdown-timeout", help="Seconds running generations get to finish on SIGTERM/Ctrl-C. \\[default: 60] "
         "\\[env: PICO_SHUTDOWN_TIMEOUT]", show_default=False, rich_help_panel=SERVER)] = None,
+    batch_window_ms: Annotated[Optional[int], typer.Option(
+        "--batch-window-ms", help="Dynamic batching: text-to-image requests that could share a call (same model, "
+        "size, steps, sampler, guidance) and arrive within this many ms run as one. 0 turns it off. "
+        "\\[default: 0] \\[env: PICO_BATCH_WINDOW_MS]", show_default=False, rich_help_panel=SERVER)] = None,
+    max_batch: Annotated[Optional[int], typer.Option(
+        "--max-batch", help="Most requests in one batched call. \\[default: 4] \\[env: PICO_MAX_BATCH]",
+        show_default=False, rich_help_panel=SERVER)] = None,
     max_pixels: Annotated[Optional[int], typer.Option(
         "--max-pixels", help="Largest input image and Width x Height, in pixels. \\[default: 4194304 = 2048x2048] "
         "\\[env: PICO_MAX_PIXELS]", show_default=False, rich_help_panel=SERVER)] = None,
@@ -79,6 +86,7 @@ def serve(
         cors_origin=cors_origin, shutdown_timeout=shutdown_timeout, api_key=api_key, default_model=default_model,
         xformers=xformers, models_dir=models_dir,
         device=device, offload=offload, max_models=max_models, demo=demo, max_pixels=max_pixels,
+        batch_window_ms=batch_window_ms, max_batch=max_batch,
         allow_model=allow_model, allow_any_model=allow_any_model,
     )
     from pico.server.serve import serve as run_server

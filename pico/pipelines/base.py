@@ -222,6 +222,7 @@ class Runner:
     request_type: ClassVar[type[GenerationRequest]]
     summary: ClassVar[str]
     default_scheduler: ClassVar[str | None] = None  # None: the model's own
+    batchable: ClassVar[bool] = False  # whether requests of this family can share one pipeline call
 
     def derive(self, base: Any, **components: Any) -> Any:
         """The task pipeline, sharing ``base``'s weights (from_pipe), with ``components`` swapped in."""
@@ -242,31 +243,45 @@ class Runner:
 
             raise_vae_mismatch(request.vae_type, request.model)
 
-    def run(self, ctx: CallContext, request: GenerationRequest) -> Generation:
-        """Generate the request's images on the loaded weights in ``ctx``."""
+    def batch_key(self, request: GenerationRequest) -> tuple | None:
+        """What requests must share to run as one batched call (None: this family never batches)."""
+        if not self.batchable:
+            return None
+        return (self.route, request.model, request.precision, request.vae_type, request.attention_slicing,
+                request.scheduler, request.step_count(), request.guidance_scale, request.width, request.height)
+
+    def batch_inputs(self, requests: list[GenerationRequest]) -> dict[str, Any]:
+        """The pipeline arguments of several requests run as one call (batchable families only)."""
+        raise NotImplementedError
+
+    def run(self, ctx: CallContext, requests: list[GenerationRequest]) -> list[Generation]:
+        """Generate the images of requests that share a batch key, as one pipeline call on ``ctx``'s weights."""
         started = time.perf_counter()
-        scheduler_choice = request.scheduler or self.default_scheduler
+        first = requests[0]
+        scheduler_choice = first.scheduler or self.default_scheduler
         components: dict[str, Any] = {"scheduler": build_scheduler(scheduler_choice, ctx.base.scheduler)}
         if ctx.vae is not None:
             components["vae"] = ctx.vae
         pipe = self.derive(ctx.base, **components)
         pipe.set_progress_bar_config(disable=True)
-        warnings = ctx.warnings + phrase_warnings(pipe, request)
 
-        seeds = pick_seeds(request.seed, request.total)
-        steps = request.step_count()
+        seeds = [pick_seeds(request.seed, request.total) for request in requests]
+        steps = first.step_count()
+        if len(requests) == 1:
+            inputs = {**self.inputs(first), "num_images_per_prompt": first.total}
+        else:
+            inputs = {**self.batch_inputs(requests), "num_images_per_prompt": 1}
         arguments = {
-            **self.inputs(request),
+            **inputs,
             "num_inference_steps": steps,
-            "guidance_scale": request.guidance_scale,
-            "num_images_per_prompt": request.total,
-            "generator": generators(seeds),
+            "guidance_scale": first.guidance_scale,
+            "generator": generators([seed for batch in seeds for seed in batch]),
             **_step_callback(pipe, steps, ctx),
         }
-        if request.width is not None:
-            arguments.update(width=request.width, height=request.height)
+        if first.width is not None:
+            arguments.update(width=first.width, height=first.height)
         try:
-            images = pipe(**arguments).images
+            images = list(pipe(**arguments).images)
         except Cancelled:
             raise
         except Exception as exc:
@@ -276,21 +291,26 @@ class Runner:
             if isinstance(exc, ValueError):
                 raise InvalidRequest(f"{self.name} cannot run this request: {exc}") from exc
             raise
-
-        shared = {
-            "Model": request.model,
-            **self.describe(request),
-            "GuidanceScale": request.guidance_scale,
-            "Quality": steps,
-            "Precision": precision_name(ctx.dtype),
-            "Scheduler": scheduler_name(pipe.scheduler),
-            **({"Warnings": warnings} if warnings else {}),
-        }
-        metadata = [
-            {**shared, "Seed": seed, "Index": index, "Width": image.width, "Height": image.height}
-            for index, (seed, image) in enumerate(zip(seeds, images))
-        ]
-        return Generation(self.name, list(images), metadata, warnings, time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        generations = []
+        for request, request_seeds in zip(requests, seeds):
+            mine, images = images[:request.total], images[request.total:]
+            warnings = ctx.warnings + phrase_warnings(pipe, request)
+            shared = {
+                "Model": request.model,
+                **self.describe(request),
+                "GuidanceScale": request.guidance_scale,
+                "Quality": steps,
+                "Precision": precision_name(ctx.dtype),
+                "Scheduler": scheduler_name(pipe.scheduler),
+                **({"Warnings": warnings} if warnings else {}),
+            }
+            metadata = [
+                {**shared, "Seed": seed, "Index": index, "Width": image.width, "Height": image.height}
+                for index, (seed, image) in enumerate(zip(request_seeds, mine))
+            ]
+            generations.append(Generation(self.name, mine, metadata, warnings, elapsed))
+        return generations
 
 
 def _step_callback(pipe: Any, steps: int, ctx: CallContext) -> dict[str, Any]:

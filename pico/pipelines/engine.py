@@ -71,23 +71,35 @@ class Engine:
 
     def generate(self, request: GenerationRequest, on_step: StepCallback | None = None) -> Generation:
         """Generate the images of a validated request; ``on_step`` sees each denoising step."""
-        runner = runner_for(request)
-        dtype, precision_note = pick_dtype(request.precision, self.device)
-        self.resolver.require_allowed(request.model)
-        with self.cache.use(ModelKey(canonical(request.model), dtype)) as entry:
+        return self.generate_batch([request], on_step)[0]
+
+    def generate_batch(self, requests: list[GenerationRequest],
+                       on_step: StepCallback | None = None) -> list[Generation]:
+        """Generate several requests that share a batch key in one pipeline call; one Generation each."""
+        first = requests[0]
+        runner = runner_for(first)
+        dtype, precision_note = pick_dtype(first.precision, self.device)
+        self.resolver.require_allowed(first.model)
+        with self.cache.use(ModelKey(canonical(first.model), dtype)) as entry:
             model: LoadedModel = entry.value
-            runner.check(model.pipeline, request)
+            for request in requests:
+                runner.check(model.pipeline, request)
             ctx = CallContext(
                 base=model.pipeline,
                 device=self.device,
                 dtype=dtype,
-                vae=self._vae(request.vae_type, dtype),
+                vae=self._vae(first.vae_type, dtype),
                 warnings=[precision_note] if precision_note else [],
                 on_step=on_step,
                 fault=self.faults.at_step if self.faults.active else None,
             )
-            with model.gate.use(request.attention_slicing):
-                return runner.run(ctx, request)
+            with model.gate.use(first.attention_slicing):
+                return runner.run(ctx, requests)
+
+    def batch_key(self, request: GenerationRequest) -> tuple | None:
+        """What a request must share with others to run in one batched call (None: it cannot)."""
+        key = runner_for(request).batch_key(request)
+        return None if key is None else (canonical(request.model), *key)
 
     def is_loaded(self, model: str) -> bool:
         """True when ``model`` (by any of its names) is resident."""

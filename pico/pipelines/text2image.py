@@ -29,8 +29,18 @@ class TextToImage(Runner):
                 field="Model", hint="Use it with the inpaint pipeline, or pick a text-to-image model.",
             )
 
+    batchable = True
+
     def inputs(self, request: StableDiffusionRequest) -> dict[str, Any]:
         return {"prompt": request.phrase, "negative_prompt": request.negative_phrase}
+
+    def batch_inputs(self, requests: list[StableDiffusionRequest]) -> dict[str, Any]:
+        """One prompt per image, so each request keeps its own phrase, negative phrase and seeds."""
+        negatives = [r.negative_phrase or "" for r in requests for _ in range(r.total)]
+        return {
+            "prompt": [r.phrase for r in requests for _ in range(r.total)],
+            "negative_prompt": negatives if any(negatives) else None,
+        }
 
     def describe(self, request: StableDiffusionRequest) -> dict[str, Any]:
         return {"Phrase": request.phrase, "NegativePhrase": request.negative_phrase}

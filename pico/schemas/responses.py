@@ -58,6 +58,7 @@ class JobStatus(DataClassJsonMixin):
     images: int
     seeds: list[int]
     error: str | None = None
+    batch_size: int = 1  # requests that shared this job's pipeline call (dynamic batching)
 
 
 @dataclass

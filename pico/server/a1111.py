@@ -311,7 +311,7 @@ def _state(job: Job | None, count: int) -> dict[str, Any]:
         "job": job.id if job else "",
         "job_count": count,
         "job_timestamp": time.strftime("%Y%m%d%H%M%S", time.localtime(job.started)) if job and job.started else "0",
-        "job_no": job.batch if job else 0,
+        "job_no": job.part if job else 0,
         "sampling_step": job.step if job else 0,
         "sampling_steps": job.steps if job else 0,
     }

@@ -59,8 +59,10 @@ def status(service: "Service") -> ServerStatus:
 
 
 def run_job(service: "Service", runner: Runner, request: GenerationRequest) -> tuple["Job", Generation]:
-    """Run a request through the job slots for the current HTTP request (any protocol's route)."""
-    job, (generation,) = run_jobs(service, runner, [request])
+    """Run a request through the job slots (batched with others when it can be) for the current HTTP request."""
+    environ = bottle.request.environ
+    job, generation = service.jobs.run(runner.route, request, on_start=_announce_job, alive=client_alive(environ))
+    environ["pico.log"] = {"images": job.images, "seed": job.seeds[0]}
     return job, generation
 
 

@@ -48,7 +48,10 @@ class Service:
 def create_app(settings: Settings, engine: Engine | None = None) -> bottle.Bottle:
     """The PICO WSGI app for ``settings``; pass ``engine`` to share one that exists."""
     engine = engine or Engine(settings)
-    service = Service(settings, engine, Jobs(engine.generate, settings.threadsmax, settings.queue))
+    jobs = Jobs(engine.generate_batch, settings.threadsmax, settings.queue,
+                batch_window=settings.batch_window_ms / 1000, max_batch=settings.max_batch,
+                batch_key=engine.batch_key)
+    service = Service(settings, engine, jobs)
     metrics = Metrics(service)
     app = bottle.Bottle(autojson=False)
     app.config["pico.service"] = service

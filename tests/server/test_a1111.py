@@ -16,7 +16,7 @@ from pico.server.a1111 import EMPTY_LISTS, a1111_mask
 from pico.server.a1111_schemas import Img2ImgRequest
 
 SMALL = {"width": 64, "height": 64, "steps": 2}
-LONG = 250  # steps: ~15 s on the tiny models, so only an interrupt ends it within the test's time
+LONG = 250  # the most steps a request may ask: seconds on the tiny models, so an interrupt must end it
 
 
 @pytest.fixture(scope="module")

@@ -144,7 +144,7 @@ def test_405_for_a_wrong_method(server):
 
 def test_one_slot_busy_answers_503_and_health_stays_fast(server):
     results = {}
-    long_body = body_for("stable-diffusion", Steps=40)
+    long_body = body_for("stable-diffusion", Steps=120)
     worker = threading.Thread(target=lambda: results.update(first=server.post("/api/v1/stable-diffusion", long_body)))
     worker.start()
     slowest = server.wait_for_health("Busy")

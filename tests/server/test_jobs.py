@@ -32,7 +32,7 @@ def running_job(server, timeout=30) -> dict:
 
 
 def test_a_job_reports_its_progress_and_ends_done(server):
-    thread, holder = start(server, body_for("stable-diffusion", Steps=30))
+    thread, holder = start(server, body_for("stable-diffusion", Steps=100))
     job = running_job(server)
     seen = server.get(f"/api/v1/jobs/{job['Id']}").json
     assert seen["State"] == "running" and 1 <= seen["Step"] <= seen["Steps"] and seen["Pipeline"] == "stable-diffusion"
@@ -68,7 +68,7 @@ def queued(tiny_models, tmp_path_factory):
 
 
 def test_delete_removes_a_queued_job(queued):
-    first, first_reply = start(queued, body_for("stable-diffusion", Steps=40))
+    first, first_reply = start(queued, body_for("stable-diffusion", Steps=150))
     running_job(queued)
     second, second_reply = start(queued, body_for("stable-diffusion"))
     deadline = time.monotonic() + 10
@@ -84,7 +84,7 @@ def test_delete_removes_a_queued_job(queued):
 
 
 def test_a_client_that_leaves_the_queue_loses_its_place(queued):
-    first, first_reply = start(queued, body_for("stable-diffusion", Steps=40))
+    first, first_reply = start(queued, body_for("stable-diffusion", Steps=150))
     running_job(queued)
     body = b'{"Phrase": "cat", "Steps": 2}'
     sock = socket.create_connection(("127.0.0.1", queued.port))

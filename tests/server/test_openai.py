@@ -134,7 +134,7 @@ def test_busy_is_429_with_retry_after(client, server):
     import threading
 
     worker = threading.Thread(target=lambda: client.images.generate(prompt="cat", size="64x64",
-                                                                    extra_body={"steps": 40}))
+                                                                    extra_body={"steps": 120}))
     worker.start()
     server.wait_for_health("Busy")
     with pytest.raises(openai.RateLimitError) as caught:

@@ -48,14 +48,14 @@ def post_concurrently(server, bodies: list[dict]) -> list:
 
 
 def test_queue_lets_the_second_request_wait_its_turn(queued):
-    first, second = post_concurrently(queued, [body_for("stable-diffusion", Steps=30, Seed=1),
+    first, second = post_concurrently(queued, [body_for("stable-diffusion", Steps=100, Seed=1),
                                                body_for("stable-diffusion", Seed=2)])
     assert (first.status, second.status) == (200, 200)
     assert second.json["Images"][0]["Metadata"]["Seed"] == 2
 
 
 def test_beyond_the_queue_is_503(queued):
-    replies = post_concurrently(queued, [body_for("stable-diffusion", Steps=30)] + [body_for("stable-diffusion")] * 3)
+    replies = post_concurrently(queued, [body_for("stable-diffusion", Steps=100)] + [body_for("stable-diffusion")] * 3)
     statuses = sorted(reply.status for reply in replies)
     assert statuses.count(200) >= 2 and statuses.count(503) >= 1
     assert all(r.json["Error"]["Code"] == "GPU_BUSY" for r in replies if r.status == 503)
@@ -102,7 +102,7 @@ def test_sigterm_lets_the_running_generation_finish(tiny_models, tmp_path):
     live = LiveServer(tiny_models, log=tmp_path / "serve.log")
     result = {}
     worker = threading.Thread(target=lambda: result.update(
-        reply=live.post("/api/v1/stable-diffusion", body_for("stable-diffusion", Steps=40))))
+        reply=live.post("/api/v1/stable-diffusion", body_for("stable-diffusion", Steps=100))))
     worker.start()
     live.wait_for_health("Busy")
     started = time.monotonic()

@@ -47,6 +47,11 @@ class Settings:
     png_compress_level: int = 1
     batch_window_ms: int = 0
     max_batch: int = 4
+    channels_last: bool = False
+    fuse_qkv: bool = False
+    compile: bool = False
+    sdxl_vae: str | None = None
+    preload: tuple[str, ...] = ()
     shutdown_timeout: int = 60
     faults: str = ""
 
@@ -56,6 +61,7 @@ class Settings:
             if isinstance(value, str):
                 object.__setattr__(self, name, Path(value).expanduser())
         object.__setattr__(self, "allow_model", tuple(self.allow_model))
+        object.__setattr__(self, "preload", tuple(self.preload))
         _check(self.port, 0, 65535, "port")
         _check(self.threadsmax, 1, 64, "threadsmax")
         _check(self.queue, 0, 10_000, "queue")

@@ -21,6 +21,7 @@ from pico.cli.app import (
 )
 
 SERVER = "Server"
+SPEED = "Speed-ups (GPU)"
 
 
 @app.command()
@@ -60,6 +61,21 @@ def serve(
     max_batch: Annotated[Optional[int], typer.Option(
         "--max-batch", help="Most requests in one batched call. \\[default: 4] \\[env: PICO_MAX_BATCH]",
         show_default=False, rich_help_panel=SERVER)] = None,
+    preload: Annotated[Optional[list[str]], typer.Option(
+        "--preload", help="Load this model (and run a short warm-up generation) before serving; repeatable. "
+        "\\[env: PICO_PRELOAD, comma-separated]", show_default=False, rich_help_panel=SPEED)] = None,
+    channels_last: Annotated[Optional[bool], typer.Option(
+        "--channels-last", help="Channels-last memory layout for the UNet and VAE. \\[env: PICO_CHANNELS_LAST]",
+        show_default=False, rich_help_panel=SPEED)] = None,
+    fuse_qkv: Annotated[Optional[bool], typer.Option(
+        "--fuse-qkv", help="Fuse the attention QKV projections. \\[env: PICO_FUSE_QKV]", show_default=False,
+        rich_help_panel=SPEED)] = None,
+    compile: Annotated[Optional[bool], typer.Option(
+        "--compile", help="torch.compile the UNet; compiling takes minutes, so pair it with --preload. "
+        "\\[env: PICO_COMPILE]", show_default=False, rich_help_panel=SPEED)] = None,
+    sdxl_vae: Annotated[Optional[str], typer.Option(
+        "--sdxl-vae", help="An fp16-safe SDXL VAE for SDXL in half precision (no float32 upcast), e.g. "
+        "madebyollin/sdxl-vae-fp16-fix. \\[env: PICO_SDXL_VAE]", show_default=False, rich_help_panel=SPEED)] = None,
     max_pixels: Annotated[Optional[int], typer.Option(
         "--max-pixels", help="Largest input image and Width x Height, in pixels. \\[default: 4194304 = 2048x2048] "
         "\\[env: PICO_MAX_PIXELS]", show_default=False, rich_help_panel=SERVER)] = None,
@@ -86,7 +102,8 @@ def serve(
         cors_origin=cors_origin, shutdown_timeout=shutdown_timeout, api_key=api_key, default_model=default_model,
         xformers=xformers, models_dir=models_dir,
         device=device, offload=offload, max_models=max_models, demo=demo, max_pixels=max_pixels,
-        batch_window_ms=batch_window_ms, max_batch=max_batch,
+        batch_window_ms=batch_window_ms, max_batch=max_batch, preload=preload, channels_last=channels_last,
+        fuse_qkv=fuse_qkv, compile=compile, sdxl_vae=sdxl_vae,
         allow_model=allow_model, allow_any_model=allow_any_model,
     )
     from pico.server.serve import serve as run_server

@@ -119,14 +119,19 @@ def generators(seeds: list[int]) -> list["torch.Generator"]:
     return [torch.Generator("cpu").manual_seed(s) for s in seeds]
 
 
-def configure_attention(pipe: Any, slicing: bool, xformers: bool) -> None:
-    """Set attention on the shared modules: sliced, xformers, or PyTorch's SDPA."""
+def configure_attention(pipe: Any, slicing: bool, xformers: bool, fused: bool = False) -> None:
+    """Set attention on the shared modules: sliced, xformers, fused QKV, or PyTorch's SDPA."""
     if slicing:
         pipe.enable_attention_slicing()
         return
     pipe.disable_attention_slicing()
     if xformers:
         pipe.enable_xformers_memory_efficient_attention()
+    elif fused:
+        from diffusers.models.attention_processor import FusedAttnProcessor2_0
+
+        pipe.unet.set_attn_processor(FusedAttnProcessor2_0())
+        pipe.vae.set_attn_processor(FusedAttnProcessor2_0())
 
 
 class AttentionGate:

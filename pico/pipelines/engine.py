@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable
 
 from pico.config import Settings
+from pico.errors import InvalidRequest
 from pico.faults import Faults
 from pico.pipelines.base import (
     AttentionGate,
@@ -27,8 +29,9 @@ from pico.pipelines.base import (
     settle_python_heap,
 )
 from pico.pipelines.loader import ModelCache, ModelResolver, canonical, load_pipeline, load_vae
-from pico.pipelines.models import VAE_MODELS
-from pico.pipelines.registry import runner_for
+from pico.pipelines.models import VAE_MODELS, model_id
+from pico.pipelines.registry import runner_for, text_to_image_runner
+from pico.pipelines.speedups import is_sdxl, speed_up
 from pico.schemas.requests import GenerationRequest
 
 log = logging.getLogger("pico")
@@ -60,7 +63,8 @@ class Engine:
         quiet_libraries()
         self.settings = settings
         self.device = pick_device(settings.device)
-        self.resolver = ModelResolver(settings.models_root, settings.allow_model, settings.allow_any_model)
+        self.resolver = ModelResolver(settings.models_root, settings.allow_model + _configured_models(settings),
+                                      settings.allow_any_model)
         self.faults = Faults(settings.faults)
         self.cache = ModelCache(self._load, settings.max_models, release=self._release)
         self._vaes: dict[tuple[str, Any], Any] = {}
@@ -88,7 +92,7 @@ class Engine:
                 base=model.pipeline,
                 device=self.device,
                 dtype=dtype,
-                vae=self._vae(first.vae_type, dtype),
+                vae=self._vae(first.vae_type, dtype, model.pipeline),
                 warnings=[precision_note] if precision_note else [],
                 on_step=on_step,
                 fault=self.faults.at_step if self.faults.active else None,
@@ -135,11 +139,32 @@ class Engine:
         self._vaes.clear()
         free_device_memory(self.device)
 
+    def warm_up(self, models: Iterable[str]) -> None:
+        """Load models before the first request, and run a short generation on each.
+
+        With --compile this is where compiling happens, so no user request pays for it.
+        Models that cannot draw from a phrase alone (inpainting, variation) are only loaded.
+        """
+        for name in models:
+            model = model_id(name)
+            runner = text_to_image_runner(model)
+            request = runner.request_type.parse({"Phrase": "warm-up", "Steps": 2, "Model": model},
+                                                self.settings.max_pixels)
+            started = time.perf_counter()
+            try:
+                self.generate(request)
+            except InvalidRequest:
+                pass  # loaded, but not a text-to-image model
+            log.info("warmed up %s in %.1f s", model, time.perf_counter() - started)
+
     def _load(self, key: ModelKey) -> LoadedModel:
+        settings = self.settings
         pipe = load_pipeline(self.resolver.resolve(key.model_id), key.dtype, offline=_hub_offline(),
                              fault=self.faults.at_load if self.faults.active else None)
         self._place(pipe)
-        gate = AttentionGate(lambda slicing: configure_attention(pipe, slicing, self.xformers))
+        speed_up(pipe, channels_last=settings.channels_last, fuse_qkv=settings.fuse_qkv,
+                 compile_unet=settings.compile)
+        gate = AttentionGate(lambda slicing: configure_attention(pipe, slicing, self.xformers, settings.fuse_qkv))
         if self.xformers:
             configure_attention(pipe, False, True)
         settle_python_heap()
@@ -158,17 +183,30 @@ class Engine:
         model.pipeline = None
         free_device_memory(self.device)
 
-    def _vae(self, vae_type: str, dtype: Any) -> Any:
-        """The swapped-in VAE for VaeType ema/mse (loaded once per dtype), or None for the model's own."""
-        if vae_type == "original":
+    def _vae(self, vae_type: str, dtype: Any, base: Any) -> Any:
+        """The VAE swapped in for this call (loaded once per dtype), or None for the model's own.
+
+        VaeType ema/mse name one; an SDXL model in float16 gets --sdxl-vae when set.
+        """
+        import torch
+
+        if vae_type != "original":
+            vae_id = VAE_MODELS[vae_type]
+        elif self.settings.sdxl_vae and is_sdxl(base) and dtype == torch.float16:
+            vae_id = self.settings.sdxl_vae
+        else:
             return None
-        vae_id = VAE_MODELS[vae_type]
         with self._vae_lock:
             vae = self._vaes.get((vae_id, dtype))
             if vae is None:
                 vae = load_vae(self.resolver.resolve(vae_id), dtype, offline=_hub_offline()).to(self.device)
                 self._vaes[(vae_id, dtype)] = vae
             return vae
+
+
+def _configured_models(settings: Settings) -> tuple[str, ...]:
+    """Models the operator named on the command line are allowed without --allow-model."""
+    return tuple(model_id(name) for name in settings.preload) + ((settings.sdxl_vae,) if settings.sdxl_vae else ())
 
 
 def _hub_offline() -> bool:

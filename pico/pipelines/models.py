@@ -14,6 +14,9 @@ VAE_MODELS = {
     "mse": "stabilityai/sd-vae-ft-mse",
 }
 
+# An SDXL VAE that is safe in float16, so SDXL decodes without upcasting to float32 (--sdxl-vae).
+SDXL_FP16_VAE = "madebyollin/sdxl-vae-fp16-fix"
+
 # Ids that moved on the hub keep working: requested id -> where it lives now.
 ALIASES = {
     "runwayml/stable-diffusion-v1-5": "stable-diffusion-v1-5/stable-diffusion-v1-5",

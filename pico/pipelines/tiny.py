@@ -14,6 +14,7 @@ from pico.pipelines.models import (
     SD1_INPAINT_MODEL,
     SD1_MODEL,
     SD2_MODEL,
+    SDXL_FP16_VAE,
     SDXL_MODEL,
     VAE_MODELS,
     VARIATION_MODEL,
@@ -83,7 +84,7 @@ def _text_encoder(with_projection: bool = False):
     return cls(config).eval()
 
 
-def _vae():
+def _vae(force_upcast: bool = True):
     from diffusers import AutoencoderKL
 
     # Four blocks: latents are 1/8 of the image, as with the real VAEs, so a 512-pixel input
@@ -98,6 +99,7 @@ def _vae():
         norm_num_groups=32,
         layers_per_block=1,
         sample_size=64,
+        force_upcast=force_upcast,
     )
 
 
@@ -227,6 +229,7 @@ def write_tiny_models(root: Path | str) -> list[str]:
         SD1_INPAINT_MODEL: lambda: _sd(scratch, in_channels=9),
         VARIATION_MODEL: _variation,
         **{vae_id: _vae for vae_id in VAE_MODELS.values()},
+        SDXL_FP16_VAE: lambda: _vae(force_upcast=False),
     }
     for model_id, build in builders.items():
         build().save_pretrained(root / model_id, safe_serialization=True)

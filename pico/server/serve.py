@@ -30,6 +30,7 @@ def serve(settings: Settings) -> int:
     app = create_app(settings)
     service = app.config["pico.service"]
     service.engine.leave_a_core_free()
+    service.engine.warm_up(settings.preload)
     server = wsgi.Server((settings.host, settings.port), app, numthreads=http_threads(settings),
                          server_name="pico", timeout=30,
                          shutdown_timeout=settings.shutdown_timeout + CANCEL_GRACE)

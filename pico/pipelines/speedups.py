@@ -1,0 +1,41 @@
+"""Optional GPU speed-ups, each behind its own flag because each has a cost.
+
+- channels-last memory layout for the UNet and VAE (faster convolutions on tensor cores);
+- fused QKV projections (one matrix product instead of three per attention);
+- ``torch.compile`` of the UNet (minutes of compiling, paid at start by ``--preload``);
+- an fp16-safe SDXL VAE (``--sdxl-vae``), so SDXL decodes without upcasting to float32.
+
+BENCHMARKS.md records what each one does on real hardware.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+log = logging.getLogger("pico")
+
+COMPILE_MODE = "max-autotune-no-cudagraphs"  # CUDA graphs would pin one shape per graph and one caller at a time
+
+
+def speed_up(pipe: Any, *, channels_last: bool, fuse_qkv: bool, compile_unet: bool) -> None:
+    """Apply the chosen speed-ups to a freshly loaded pipeline, in place (derived pipelines share them)."""
+    import torch
+
+    if channels_last:
+        for name in ("unet", "vae"):
+            module = getattr(pipe, name, None)
+            if module is not None:
+                module.to(memory_format=torch.channels_last)
+    if fuse_qkv and hasattr(pipe, "fuse_qkv_projections") and hasattr(pipe, "unet"):
+        try:
+            pipe.fuse_qkv_projections()
+        except ValueError as exc:  # models with added KV projections cannot fuse
+            log.warning("fused QKV projections are not available for %s: %s", type(pipe).__name__, exc)
+    if compile_unet and hasattr(pipe, "unet"):
+        pipe.unet.compile(mode=COMPILE_MODE)
+
+
+def is_sdxl(pipe: Any) -> bool:
+    """True for SDXL pipelines (two text encoders)."""
+    return getattr(pipe, "text_encoder_2", None) is not None

@@ -55,11 +55,20 @@ class Job:
     interrupted: bool = False
     part: int = 0  # which of run_many's requests is running (A1111's job_no)
     batch_size: int = 1  # requests sharing this job's pipeline call (dynamic batching)
+    _first_step_at: float | None = field(default=None, repr=False)
+    _last_step_at: float | None = field(default=None, repr=False)
+    _steps_timed: int = field(default=0, repr=False)
     _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
     _alive: Callable[[], bool] = field(default=lambda: True, repr=False)
 
     def on_step(self, done: int, total: int) -> bool:
         """Record progress; abort here if cancelled (or the client left); True to stop early if interrupted."""
+        now = time.perf_counter()
+        if done == 1 or self._first_step_at is None:
+            self._first_step_at, self._steps_timed = now, 0
+        else:
+            self._steps_timed += 1
+        self._last_step_at = now
         self.step, self.steps = done, total
         if self._cancel.is_set():
             raise Cancelled(f"Job {self.id} was cancelled at step {done} of {total}")
@@ -78,6 +87,13 @@ class Job:
         return self._cancel.is_set()
 
     @property
+    def steps_per_second(self) -> float | None:
+        """Denoising steps per second of the latest generation (between its first and last step)."""
+        if not self._steps_timed or self._last_step_at == self._first_step_at:
+            return None
+        return self._steps_timed / (self._last_step_at - self._first_step_at)
+
+    @property
     def elapsed(self) -> float:
         """Seconds since the job started running (0 while queued)."""
         if self.started is None:
@@ -90,6 +106,7 @@ class Job:
             id=self.id, pipeline=self.pipeline, state=self.state.value, step=self.step, steps=self.steps,
             elapsed_seconds=round(self.elapsed, 3), images=self.images, seeds=self.seeds, error=self.error,
             batch_size=self.batch_size,
+            steps_per_second=round(self.steps_per_second, 2) if self.steps_per_second else None,
         )
 
 

@@ -125,13 +125,13 @@ class Engine:
         """Seconds each resident model took to load."""
         return {str(entry.key): entry.load_seconds for entry in self.cache.entries()}
 
-    def device_memory(self) -> int | None:
-        """Bytes of device memory PyTorch holds (CUDA only; None elsewhere)."""
+    def device_memory(self) -> tuple[int, int] | None:
+        """(bytes allocated now, most bytes allocated since start) on a CUDA device; None elsewhere."""
         if self.device.type != "cuda":
             return None
         import torch
 
-        return int(torch.cuda.memory_allocated(self.device))
+        return int(torch.cuda.memory_allocated(self.device)), int(torch.cuda.max_memory_allocated(self.device))
 
     def close(self) -> None:
         """Release every idle model and the device memory it held."""

@@ -59,6 +59,7 @@ class JobStatus(DataClassJsonMixin):
     seeds: list[int]
     error: str | None = None
     batch_size: int = 1  # requests that shared this job's pipeline call (dynamic batching)
+    steps_per_second: float | None = None  # denoising rate, between the first and the last step
 
 
 @dataclass

@@ -71,4 +71,7 @@ class _EngineCollector:
         yield loads
         memory = self.engine.device_memory()
         if memory is not None:
-            yield GaugeMetricFamily("pico_gpu_memory_bytes", "Device memory allocated by PyTorch", value=memory)
+            in_use, peak = memory
+            yield GaugeMetricFamily("pico_gpu_memory_bytes", "Device memory allocated by PyTorch", value=in_use)
+            yield GaugeMetricFamily("pico_gpu_memory_peak_bytes", "Most device memory allocated since start",
+                                    value=peak)

@@ -41,6 +41,7 @@ def test_a_job_reports_its_progress_and_ends_done(server):
     done = server.get(f"/api/v1/jobs/{job['Id']}").json
     assert (done["State"], done["Images"], done["Step"]) == ("done", 1, done["Steps"])
     assert done["Seeds"] == [holder["reply"].json["Images"][0]["Metadata"]["Seed"]]
+    assert done["StepsPerSecond"] > 0 and done["BatchSize"] == 1
 
 
 def test_delete_stops_a_running_job_and_frees_the_slot(server):

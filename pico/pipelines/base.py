@@ -8,6 +8,7 @@ to that pipeline (:meth:`Runner.inputs`), and what it adds to each image's metad
 
 from __future__ import annotations
 
+import copy
 import inspect
 import logging
 import secrets
@@ -50,12 +51,11 @@ class Generation:
 
 @dataclass
 class CallContext:
-    """What the engine hands a runner for one call: the loaded weights and where to run."""
+    """What the engine hands a runner for one call: the task pipeline (this call's alone) and where it runs."""
 
-    base: Any  # the DiffusionPipeline the weights were loaded into
+    pipe: Any  # derived from the loaded weights for this runner, with a fresh scheduler
     device: "torch.device"
     dtype: "torch.dtype"
-    vae: Any = None  # a swapped-in VAE, or None for the model's own
     warnings: list[str] = field(default_factory=list)
     on_step: StepCallback | None = None
     fault: Callable[[], None] | None = None  # fault-injection seam, called at each step
@@ -134,6 +134,41 @@ def configure_attention(pipe: Any, slicing: bool, xformers: bool, fused: bool = 
         pipe.vae.set_attn_processor(FusedAttnProcessor2_0())
 
 
+class WarmPipelines:
+    """Task pipelines derived from one loaded model and kept for reuse, and scheduler prototypes.
+
+    ``from_pipe`` and ``Scheduler.from_config`` each cost milliseconds of Python per call. A call
+    leases an idle derived pipeline (deriving one when none is idle) and gets a deep copy of a
+    scheduler prototype, so no two concurrent calls ever share a pipeline object or a scheduler.
+    """
+
+    def __init__(self, base: Any):
+        self.base = base
+        self._idle: dict[tuple, list[Any]] = {}
+        self._schedulers: dict[str | None, Any] = {}
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def lease(self, runner: "Runner", vae: Any, scheduler: str | None) -> Iterator[Any]:
+        """A task pipeline for ``runner`` (with ``vae`` swapped in, if any) and a fresh ``scheduler``."""
+        key = (runner.route, id(vae))
+        with self._lock:
+            idle = self._idle.get(key)
+            pipe = idle.pop() if idle else None
+            prototype = self._schedulers.get(scheduler)
+            if prototype is None:
+                prototype = self._schedulers[scheduler] = build_scheduler(scheduler, self.base.scheduler)
+        if pipe is None:
+            pipe = runner.derive(self.base, **({"vae": vae} if vae is not None else {}))
+            pipe.set_progress_bar_config(disable=True)
+        pipe.scheduler = copy.deepcopy(prototype)
+        try:
+            yield pipe
+        finally:
+            with self._lock:
+                self._idle.setdefault(key, []).append(pipe)
+
+
 class AttentionGate:
     """Lets calls that want the same attention mode run together on shared weights.
 
@@ -171,8 +206,8 @@ def phrase_warnings(pipe: Any, request: GenerationRequest) -> list[str]:
     notes = []
     for key in ("Phrase", "NegativePhrase"):
         text = getattr(request, "phrase" if key == "Phrase" else "negative_phrase", None)
-        if not text or tokenizer is None:
-            continue
+        if not text or tokenizer is None or len(text.encode("utf-8")) + 2 <= tokenizer.model_max_length:
+            continue  # a byte-level BPE token covers at least one byte: this phrase cannot be too long
         count = len(tokenizer(text, truncation=False).input_ids)
         if count > tokenizer.model_max_length:
             notes.append(
@@ -260,16 +295,9 @@ class Runner:
         raise NotImplementedError
 
     def run(self, ctx: CallContext, requests: list[GenerationRequest]) -> list[Generation]:
-        """Generate the images of requests that share a batch key, as one pipeline call on ``ctx``'s weights."""
+        """Generate the images of requests that share a batch key, as one call of ``ctx.pipe``."""
         started = time.perf_counter()
-        first = requests[0]
-        scheduler_choice = first.scheduler or self.default_scheduler
-        components: dict[str, Any] = {"scheduler": build_scheduler(scheduler_choice, ctx.base.scheduler)}
-        if ctx.vae is not None:
-            components["vae"] = ctx.vae
-        pipe = self.derive(ctx.base, **components)
-        pipe.set_progress_bar_config(disable=True)
-
+        first, pipe = requests[0], ctx.pipe
         seeds = [pick_seeds(request.seed, request.total) for request in requests]
         steps = first.step_count()
         if len(requests) == 1:

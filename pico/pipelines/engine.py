@@ -21,6 +21,7 @@ from pico.pipelines.base import (
     CallContext,
     Generation,
     StepCallback,
+    WarmPipelines,
     configure_attention,
     free_device_memory,
     pick_device,
@@ -50,10 +51,11 @@ class ModelKey:
 
 @dataclass
 class LoadedModel:
-    """A pipeline resident on the device, and the gate that sets its attention mode."""
+    """A pipeline resident on the device, the task pipelines derived from it, and its attention gate."""
 
     pipeline: Any
     gate: AttentionGate
+    warm: WarmPipelines
 
 
 class Engine:
@@ -88,16 +90,17 @@ class Engine:
             model: LoadedModel = entry.value
             for request in requests:
                 runner.check(model.pipeline, request)
-            ctx = CallContext(
-                base=model.pipeline,
-                device=self.device,
-                dtype=dtype,
-                vae=self._vae(first.vae_type, dtype, model.pipeline),
-                warnings=[precision_note] if precision_note else [],
-                on_step=on_step,
-                fault=self.faults.at_step if self.faults.active else None,
-            )
-            with model.gate.use(first.attention_slicing):
+            vae = self._vae(first.vae_type, dtype, model.pipeline)
+            scheduler = first.scheduler or runner.default_scheduler
+            with model.gate.use(first.attention_slicing), model.warm.lease(runner, vae, scheduler) as pipe:
+                ctx = CallContext(
+                    pipe=pipe,
+                    device=self.device,
+                    dtype=dtype,
+                    warnings=[precision_note] if precision_note else [],
+                    on_step=on_step,
+                    fault=self.faults.at_step if self.faults.active else None,
+                )
                 return runner.run(ctx, requests)
 
     def batch_key(self, request: GenerationRequest) -> tuple | None:
@@ -168,7 +171,7 @@ class Engine:
         if self.xformers:
             configure_attention(pipe, False, True)
         settle_python_heap()
-        return LoadedModel(pipe, gate)
+        return LoadedModel(pipe, gate, WarmPipelines(pipe))
 
     def _place(self, pipe: Any) -> None:
         offload = self.settings.offload

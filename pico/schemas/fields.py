@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
 import types
 import typing
@@ -69,6 +70,29 @@ def spec_of(f: dataclasses.Field) -> Spec:
     return f.metadata.get("pico", Spec())
 
 
+@functools.cache
+def type_hints(cls: type) -> dict[str, Any]:
+    """The resolved annotations of a dataclass (cached: resolving them is slow)."""
+    return typing.get_type_hints(cls)
+
+
+@functools.cache
+def _wire_names(cls: type) -> tuple[tuple[str, str], ...]:
+    return tuple((f.name, wire_name(f.name, cls)) for f in wire_fields(cls))
+
+
+def to_wire(value: Any) -> Any:
+    """A dataclass (and what it holds) as JSON-ready data under its wire names; fast enough for every response."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {wire: to_wire(getattr(value, name)) for name, wire in _wire_names(type(value))}
+    if isinstance(value, (list, tuple)):
+        return [to_wire(item) for item in value]
+    if isinstance(value, dict):
+        return {key: to_wire(item) for key, item in value.items()}
+    return value
+
+
+@functools.cache
 def wire_fields(cls: type) -> list[dataclasses.Field]:
     """The fields of ``cls`` that appear in JSON."""
     return [f for f in dataclasses.fields(cls) if f.init and not f.metadata.get("internal")]
@@ -176,7 +200,7 @@ def parse(cls: type[T], body: Any) -> T:
     """
     if not isinstance(body, dict):
         raise MalformedRequest(f"The request body must be a JSON object, got {describe(body)}")
-    hints = typing.get_type_hints(cls)
+    hints = type_hints(cls)
     values: dict[str, Any] = {}
     known = set()
     for f in wire_fields(cls):
@@ -229,7 +253,7 @@ def json_schema(cls: type, refs: set[type] | None = None) -> dict:
 
     Nested dataclasses become $refs, collected in ``refs``.
     """
-    hints = typing.get_type_hints(cls)
+    hints = type_hints(cls)
     properties: dict[str, dict] = {}
     required = []
     for f in wire_fields(cls):

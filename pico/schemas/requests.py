@@ -108,7 +108,7 @@ class GenerationRequest(DataClassJsonMixin):
 
     def parameters(self) -> dict[str, Any]:
         """The request as JSON, without image payloads: what is embedded in output files."""
-        data = self.to_dict()
+        data = fields.to_wire(self)
         for f in fields.image_fields(type(self)):
             data.pop(fields.wire_name(f.name), None)
         return data

@@ -11,6 +11,7 @@ import bottle
 from pico import __version__
 from pico.pipelines.base import Generation, Runner
 from pico.pipelines.registry import RUNNERS
+from pico.schemas.fields import to_wire
 from pico.schemas.images import embedded_parameters, encode_image, to_base64
 from pico.schemas.requests import GenerationRequest
 from pico.schemas.responses import Health, JobStatus, PicoImage, PicoResponse, ServerStatus
@@ -29,15 +30,15 @@ TAG = "PICO API"
 def install(app: bottle.Bottle, service: "Service") -> None:
     """Add the PICO API routes to ``app``."""
     jobs = service.jobs
-    app.route(f"{PREFIX}/health", "GET", lambda: send_json(Health("Busy" if jobs.busy else "Idle").to_dict()),
+    app.route(f"{PREFIX}/health", "GET", lambda: send_json(Health("Busy" if jobs.busy else "Idle")),
               doc=RouteDoc("Idle, or Busy while every generation slot is taken", TAG, response=Health))
-    app.route(f"{PREFIX}/status", "GET", lambda: send_json(status(service).to_dict()),
+    app.route(f"{PREFIX}/status", "GET", lambda: send_json(status(service)),
               doc=RouteDoc("Slots in use, queue length, loaded models, device and jobs in flight", TAG,
                            response=ServerStatus))
-    app.route(f"{PREFIX}/jobs/<job_id>", "GET", lambda job_id: send_json(jobs.get(job_id).describe().to_dict()),
+    app.route(f"{PREFIX}/jobs/<job_id>", "GET", lambda job_id: send_json(jobs.get(job_id).describe()),
               doc=RouteDoc("A job's state, step of steps and elapsed time", TAG, response=JobStatus))
     app.route(f"{PREFIX}/jobs/<job_id>", "DELETE",
-              lambda job_id: send_json(jobs.cancel(job_id).describe().to_dict()),
+              lambda job_id: send_json(jobs.cancel(job_id).describe()),
               doc=RouteDoc("Cancel a job: queued, it leaves the queue; running, it stops at its next step", TAG,
                            response=JobStatus))
     for runner in RUNNERS:
@@ -86,7 +87,7 @@ def _generation_route(service: "Service", runner: Runner):
         request = runner.request_type.parse(read_json_body(service), service.settings.max_pixels)
         job, generation = run_job(service, runner, request)
         return send_json(pico_response(runner, request, generation, job.elapsed,
-                                       service.settings.png_compress_level).to_dict())
+                                       service.settings.png_compress_level))
 
     generate.__doc__ = runner.summary
     return generate
@@ -117,6 +118,6 @@ def encoded_images(runner: Runner, request: GenerationRequest, generation: Gener
 
 
 def send_json(data: Any) -> str:
-    """Serialise a JSON body for the current response."""
+    """Serialise a JSON body (plain data, or dataclasses under their wire names) for the current response."""
     bottle.response.content_type = "application/json"
-    return json.dumps(data, ensure_ascii=False)
+    return json.dumps(to_wire(data), ensure_ascii=False)

@@ -15,6 +15,7 @@ from pico.errors import InvalidRequest
 
 DEVICES_HELP = "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps"
 OFFLOAD_MODES = ("none", "model", "sequential")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 def _default_cache_dir() -> Path:
@@ -50,6 +51,7 @@ class Settings:
     channels_last: bool = False
     fuse_qkv: bool = False
     compile: bool = False
+    compile_mode: str = "default"
     sdxl_vae: str | None = None
     preload: tuple[str, ...] = ()
     shutdown_timeout: int = 60
@@ -72,6 +74,9 @@ class Settings:
         _check(self.shutdown_timeout, 0, 3600, "shutdown-timeout")
         _check(self.batch_window_ms, 0, 5000, "batch-window-ms")
         _check(self.max_batch, 1, 64, "max-batch")
+        if self.compile_mode not in COMPILE_MODES:
+            raise InvalidRequest(f"compile-mode must be one of {', '.join(COMPILE_MODES)}, got {self.compile_mode!r}",
+                                 field="compile-mode")
         if self.offload not in OFFLOAD_MODES:
             raise InvalidRequest(
                 f"offload must be one of {', '.join(OFFLOAD_MODES)}, got {self.offload!r}", field="offload"

@@ -73,6 +73,10 @@ def serve(
     compile: Annotated[Optional[bool], typer.Option(
         "--compile", help="torch.compile the UNet; compiling takes minutes, so pair it with --preload. "
         "\\[env: PICO_COMPILE]", show_default=False, rich_help_panel=SPEED)] = None,
+    compile_mode: Annotated[Optional[str], typer.Option(
+        "--compile-mode", help="torch.compile mode: default, reduce-overhead (CUDA graphs), max-autotune, "
+        "max-autotune-no-cudagraphs. \\[default: default] \\[env: PICO_COMPILE_MODE]", show_default=False,
+        rich_help_panel=SPEED)] = None,
     sdxl_vae: Annotated[Optional[str], typer.Option(
         "--sdxl-vae", help="An fp16-safe SDXL VAE for SDXL in half precision (no float32 upcast), e.g. "
         "madebyollin/sdxl-vae-fp16-fix. \\[env: PICO_SDXL_VAE]", show_default=False, rich_help_panel=SPEED)] = None,
@@ -103,7 +107,7 @@ def serve(
         xformers=xformers, models_dir=models_dir,
         device=device, offload=offload, max_models=max_models, demo=demo, max_pixels=max_pixels,
         batch_window_ms=batch_window_ms, max_batch=max_batch, preload=preload, channels_last=channels_last,
-        fuse_qkv=fuse_qkv, compile=compile, sdxl_vae=sdxl_vae,
+        fuse_qkv=fuse_qkv, compile=compile, compile_mode=compile_mode, sdxl_vae=sdxl_vae,
         allow_model=allow_model, allow_any_model=allow_any_model,
     )
     from pico.server.serve import serve as run_server

@@ -166,7 +166,7 @@ class Engine:
                              fault=self.faults.at_load if self.faults.active else None)
         self._place(pipe)
         speed_up(pipe, channels_last=settings.channels_last, fuse_qkv=settings.fuse_qkv,
-                 compile_unet=settings.compile)
+                 compile_mode=settings.compile_mode if settings.compile else None)
         gate = AttentionGate(lambda slicing: configure_attention(pipe, slicing, self.xformers, settings.fuse_qkv))
         if self.xformers:
             configure_attention(pipe, False, True)

@@ -2,7 +2,8 @@
 
 - channels-last memory layout for the UNet and VAE (faster convolutions on tensor cores);
 - fused QKV projections (one matrix product instead of three per attention);
-- ``torch.compile`` of the UNet (minutes of compiling, paid at start by ``--preload``);
+- ``torch.compile`` of the UNet (minutes of compiling, paid at start by ``--preload``); the
+  "reduce-overhead" and "max-autotune" modes use CUDA graphs, one per shape;
 - an fp16-safe SDXL VAE (``--sdxl-vae``), so SDXL decodes without upcasting to float32.
 
 BENCHMARKS.md records what each one does on real hardware.
@@ -15,10 +16,7 @@ from typing import Any
 
 log = logging.getLogger("pico")
 
-COMPILE_MODE = "max-autotune-no-cudagraphs"  # CUDA graphs would pin one shape per graph and one caller at a time
-
-
-def speed_up(pipe: Any, *, channels_last: bool, fuse_qkv: bool, compile_unet: bool) -> None:
+def speed_up(pipe: Any, *, channels_last: bool, fuse_qkv: bool, compile_mode: str | None) -> None:
     """Apply the chosen speed-ups to a freshly loaded pipeline, in place (derived pipelines share them)."""
     import torch
 
@@ -32,8 +30,8 @@ def speed_up(pipe: Any, *, channels_last: bool, fuse_qkv: bool, compile_unet: bo
             pipe.fuse_qkv_projections()
         except ValueError as exc:  # models with added KV projections cannot fuse
             log.warning("fused QKV projections are not available for %s: %s", type(pipe).__name__, exc)
-    if compile_unet and hasattr(pipe, "unet"):
-        pipe.unet.compile(mode=COMPILE_MODE)
+    if compile_mode and hasattr(pipe, "unet"):
+        pipe.unet.compile(mode=compile_mode)
 
 
 def is_sdxl(pipe: Any) -> bool:

@@ -162,7 +162,8 @@ class Jobs:
         return job, generation
 
     def _run_batched(self, key: tuple, pipeline: str, request: GenerationRequest,
-                     on_start: Callable[[Job], None] | None, alive: Callable[[], bool] | None) -> tuple[Job, Generation]:
+                     on_start: Callable[[Job], None] | None,
+                     alive: Callable[[], bool] | None) -> tuple[Job, Generation]:
         job = self._new_job(pipeline)
         if alive is not None:
             job._alive = alive

@@ -62,7 +62,8 @@ Device = Annotated[Optional[str], typer.Option(
     "--device", help=f"Where to run: {DEVICES_HELP}. \\[default: auto] \\[env: PICO_DEVICE]",
     show_default=False, rich_help_panel="Models and device")]
 Offload = Annotated[Optional[str], typer.Option(
-    "--offload", help=f"CPU offload for small GPUs: {', '.join(OFFLOAD_MODES)}. \\[default: none] \\[env: PICO_OFFLOAD]",
+    "--offload", help=f"CPU offload for small GPUs: {', '.join(OFFLOAD_MODES)}. "
+    "\\[default: none] \\[env: PICO_OFFLOAD]",
     show_default=False, rich_help_panel="Models and device")]
 Xformers = Annotated[Optional[bool], typer.Option(
     "--xformers", help="Use xformers attention when installed (CUDA only). \\[env: PICO_XFORMERS]",

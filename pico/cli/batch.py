@@ -82,7 +82,8 @@ def batch(
                                          metavar="FILE", show_default=False)],
     force: Annotated[bool, typer.Option("--force", help="Run every job again, even those already done.")] = False,
     fail_fast: Annotated[bool, typer.Option(
-        "--fail-fast", help="Stop at the first bad line or failed job (bad lines: before generating anything).")] = False,
+        "--fail-fast",
+        help="Stop at the first bad line or failed job (bad lines: before generating anything).")] = False,
     report: Annotated[Path | None, typer.Option(
         "--report", help="Also write a JSON summary of every job to this file.", metavar="FILE",
         show_default=False)] = None,

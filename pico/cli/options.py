@@ -49,7 +49,8 @@ OPTION_NAMES = {"NegativePhrase": "negative", "VaeType": "vae", "OutputFormat": 
 IMAGE_INPUTS = {"ImageBase64": "image", "MaskImageBase64": "mask"}
 IMAGE_HELP = {
     "ImageBase64": "The input image file (PNG, JPEG, WebP...).",
-    "MaskImageBase64": "The mask image file: white is repainted, black kept; resized to the image's size if it differs.",
+    "MaskImageBase64": "The mask image file: white is repainted, black kept; resized to the image's size "
+                       "if it differs.",
 }
 POSITIONAL = {"Phrase"}
 FORMAT_NOTE = " Only PNG files carry the generation parameters (pico info, pico again)."

@@ -34,7 +34,8 @@ def serve(
         rich_help_panel=SERVER)] = None,
     verbose: Verbose = None,
     threadsmax: Annotated[Optional[int], typer.Option(
-        "--threadsmax", "-t", help="Generations that may run at once (1 to 64). \\[default: 1] \\[env: PICO_THREADSMAX]",
+        "--threadsmax", "-t",
+        help="Generations that may run at once (1 to 64). \\[default: 1] \\[env: PICO_THREADSMAX]",
         show_default=False, rich_help_panel=SERVER)] = None,
     queue: Annotated[Optional[int], typer.Option(
         "--queue", help="Requests that may wait for a slot, in arrival order; beyond that: 503 GPU_BUSY. "

@@ -35,7 +35,8 @@ Returning True ends denoising early and keeps the images as they are (A1111's in
 raising aborts the generation (a cancel).
 """
 
-OOM_HINT = "Ask for fewer images (Total), a smaller Width/Height, turn on AttentionSlicing, or start with --offload model."
+OOM_HINT = ("Ask for fewer images (Total), a smaller Width/Height, turn on AttentionSlicing, "
+            "or start with --offload model.")
 
 
 @dataclass

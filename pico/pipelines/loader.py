@@ -64,7 +64,7 @@ class ModelResolver:
                 if (folder / "model_index.json").is_file()]
 
     def is_allowed(self, model_id: str) -> bool:
-        """Defaults, their aliases and the models directory always; --allow-model globs and --allow-any-model widen it."""
+        """Defaults, their aliases and the models directory; --allow-model globs and --allow-any-model widen it."""
         if self.allow_any or model_id in self._known or self._local_folder(model_id):
             return True
         return any(fnmatch.fnmatchcase(model_id, pattern) for pattern in self.allow)

@@ -88,8 +88,8 @@ class GenerationRequest(DataClassJsonMixin):
             )
         if (self.width is None) != (self.height is None):
             missing = "Height" if self.height is None else "Width"
-            raise InvalidRequest(f"{missing} must be given together with {'Width' if missing == 'Height' else 'Height'}",
-                                 field=missing)
+            other = "Width" if missing == "Height" else "Height"
+            raise InvalidRequest(f"{missing} must be given together with {other}", field=missing)
         if self.width is not None and self.width * self.height > max_pixels:
             raise InvalidRequest(
                 f"Width x Height is {self.width}x{self.height} ({self.width * self.height:,} pixels); "

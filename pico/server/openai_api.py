@@ -168,8 +168,8 @@ def install(app: bottle.Bottle, service: "Service") -> None:
 
     doc = dict(tag=TAG, response=OpenAIImagesResponse, errors="openai")
     app.route("/v1/images/generations", "POST", generations,
-              doc=RouteDoc("Create images from a prompt (Stable Diffusion text-to-image)", request=ImageGenerationRequest,
-                           **doc))
+              doc=RouteDoc("Create images from a prompt (Stable Diffusion text-to-image)",
+                           request=ImageGenerationRequest, **doc))
     app.route("/v1/images/edits", "POST", edits,
               doc=RouteDoc("Edit an image: inpaint the mask's transparent area, or redraw it without a mask",
                            multipart=ImageEditRequest, **doc))

@@ -18,7 +18,7 @@ $(STAMP):
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 demo: install
-	$(VENV)/bin/pico serve --demo
+	$(VENV)/bin/pico serve --demo --host 127.0.0.1
 
 serve: install
 	$(VENV)/bin/pico serve

@@ -66,7 +66,7 @@ class Settings:
         object.__setattr__(self, "preload", tuple(self.preload))
         _check(self.port, 0, 65535, "port")
         _check(self.threadsmax, 1, 64, "threadsmax")
-        _check(self.queue, 0, 10_000, "queue")
+        _check(self.queue, 0, 1000, "queue")
         _check(self.max_models, 1, 64, "max-models")
         _check(self.max_body_mb, 1, 4096, "max-body-mb")
         _check(self.max_pixels, 64 * 64, 1 << 28, "max-pixels")

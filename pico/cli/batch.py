@@ -23,7 +23,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from pico.cli.app import app, err_console
-from pico.cli.batchfile import Job, load_jobs
+from pico.cli.batchfile import BatchJob, load_jobs
 from pico.cli.options import Common, with_common
 from pico.cli.output import prepare_folder, say, write_json_atomic
 from pico.cli.session import Session, label_for
@@ -106,7 +106,7 @@ def batch(
         if bad and not common.quiet:
             say(f"{len(bad)} bad line(s) skipped; running the {len(jobs)} valid job(s)")
         prepare_folder(common.out)
-        status = run_jobs(jobs, results, file, common, settings, force, fail_fast)
+        status = run_batch_jobs(jobs, results, file, common, settings, force, fail_fast)
     seconds = time.perf_counter() - started
     counts = summarize(ordered, seconds, quiet=common.quiet)
     if report is not None:
@@ -122,10 +122,10 @@ def model_check(settings: Settings) -> Callable[[str], None]:
     """Refuses a model the engine would refuse (not allowed), without loading anything."""
     from pico.pipelines.loader import ModelResolver
 
-    return ModelResolver(settings.models_root, settings.allow_model, settings.allow_any_model).require_allowed
+    return ModelResolver.for_settings(settings).require_allowed
 
 
-def run_jobs(jobs: list[Job], results: dict[int, Result], file: Path, common: Common, settings: Settings,
+def run_batch_jobs(jobs: list[BatchJob], results: dict[int, Result], file: Path, common: Common, settings: Settings,
              force: bool, fail_fast: bool) -> int:
     """Run the valid jobs in file order on one engine; returns 130 when interrupted, else 0."""
     with Session(common, settings, keep_bars=False) as session:
@@ -139,7 +139,7 @@ def run_jobs(jobs: list[Job], results: dict[int, Result], file: Path, common: Co
                 if done is not None:
                     result.status, result.outputs = "skipped", done
                 else:
-                    run_job(session, job, file, folder, settings.max_pixels, result)
+                    run_batch_job(session, job, file, folder, settings.max_pixels, result)
             except KeyboardInterrupt:
                 say("[bold red]interrupted[/]; the jobs done so far are kept and skipped next time")
                 return INTERRUPTED
@@ -155,7 +155,7 @@ def run_jobs(jobs: list[Job], results: dict[int, Result], file: Path, common: Co
     return 0
 
 
-def run_job(session: Session, job: Job, file: Path, folder: Path, max_pixels: int, result: Result) -> None:
+def run_batch_job(session: Session, job: BatchJob, file: Path, folder: Path, max_pixels: int, result: Result) -> None:
     """Generate one job, write its images, then its manifest (last, so a crash leaves it undone)."""
     started = time.perf_counter()
     request, images = job.request(file, max_pixels)
@@ -171,7 +171,7 @@ def run_job(session: Session, job: Job, file: Path, folder: Path, max_pixels: in
     })
 
 
-def completed(folder: Path, job: Job) -> list[str] | None:
+def completed(folder: Path, job: BatchJob) -> list[str] | None:
     """The outputs of a job already done (complete manifest, same request, files present), else None."""
     try:
         manifest = json.loads((folder / MANIFEST).read_text("utf-8"))

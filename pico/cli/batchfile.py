@@ -3,7 +3,7 @@
 Every job is checked before anything is generated: the JSON, the pipeline, the request
 fields (by the same parse as the REST API), and the input images, given as file paths
 ("Image", "Mask": relative to the batch file's folder) or inline as base64 ("ImageBase64").
-Bad lines are reported with their line numbers; the good ones become :class:`Job` s.
+Bad lines are reported with their line numbers; the good ones become :class:`BatchJob` s.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ MAX_ID = 80
 
 
 @dataclass
-class Job:
+class BatchJob:
     """One valid job of a batch file."""
 
     line: int
@@ -130,7 +130,7 @@ def _syntax(path: Path, text: str, position: int, message: str) -> InvalidReques
 
 
 def load_jobs(path: Path, max_pixels: int,
-              check_model: Callable[[str], None] | None = None) -> tuple[list[Job], list[BadLine]]:
+              check_model: Callable[[str], None] | None = None) -> tuple[list[BatchJob], list[BadLine]]:
     """Validate every job of a batch file: the runnable jobs, and the bad lines with their errors.
 
     ``check_model`` raises for a model the engine would refuse, so that is caught up front too.
@@ -139,7 +139,7 @@ def load_jobs(path: Path, max_pixels: int,
     if not entries:
         raise InvalidRequest(f"{path} holds no jobs", field="FILE",
                              hint='One JSON object per line: {"Pipeline": "stable-diffusion", "Phrase": "ginger cat"}')
-    jobs: list[Job] = []
+    jobs: list[BatchJob] = []
     bad: list[BadLine] = []
     taken: dict[str, int] = {}
     for line, entry in entries:
@@ -175,7 +175,7 @@ def job_id_of(entry: Any, line: int) -> str:
 
 
 def check_job(entry: dict[str, Any], line: int, job_id: str, batch: Path, max_pixels: int,
-              check_model: Callable[[str], None] | None = None) -> Job:
+              check_model: Callable[[str], None] | None = None) -> BatchJob:
     """One job validated as the REST API would, plus its file inputs; raises a PicoError when bad."""
     from pico.pipelines.registry import RUNNERS, find_runner
 
@@ -195,7 +195,7 @@ def check_job(entry: dict[str, Any], line: int, job_id: str, batch: Path, max_pi
         if not isinstance(value, str) or not value.strip():
             raise InvalidRequest(f"{key} must be a file path, got {json.dumps(value)}", field=key)
         paths[wire] = (batch.parent / Path(value).expanduser()).resolve()
-    job = Job(line, job_id, runner, body, paths)
+    job = BatchJob(line, job_id, runner, body, paths)
     request, images = job.request(batch, max_pixels)
     unknown = request.ignored_fields
     if unknown:

@@ -13,7 +13,6 @@ import functools
 import inspect
 import logging
 import re
-import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,7 +35,7 @@ from pico.cli.app import (
     load_settings,
 )
 from pico.config import Settings
-from pico.schemas.fields import spec_of, wire_fields, wire_name
+from pico.schemas.fields import base_type, number_text, spec_of, wire_fields, wire_name
 from pico.schemas.requests import GenerationRequest
 
 DEFAULT_OUT = Path("pico-out")
@@ -122,7 +121,7 @@ def request_options(request_type: type) -> list[FieldOption]:
         else:
             flag = "--" + OPTION_NAMES.get(wire, kebab(wire))
         options.append(FieldOption(
-            wire=wire, param=f.name, flag=flag, kind=_python_type(hints[f.name]), image=bool(spec.image),
+            wire=wire, param=f.name, flag=flag, kind=base_type(hints[f.name])[0], image=bool(spec.image),
             required=spec.required, help=field_help(f, wire),
         ))
     shared = {wire_name(f.name) for f in wire_fields(GenerationRequest)}
@@ -140,25 +139,15 @@ def field_help(f: dataclasses.Field, wire: str) -> str:
     if spec.choices:
         tags.append("choices: " + ", ".join(spec.choices))
     if spec.minimum is not None:
-        tags.append(f"range: {_number(spec.minimum)} to {_number(spec.maximum)}")
+        tags.append(f"range: {number_text(spec.minimum)} to {number_text(spec.maximum)}")
     if spec.multiple_of:
         tags.append(f"multiple of {spec.multiple_of}")
     default = f.default
     if isinstance(default, bool):
         tags.append(f"default: {'on' if default else 'off'}")
     elif default not in (None, "", dataclasses.MISSING):
-        tags.append(f"default: {_number(default) if isinstance(default, float) else default}")
+        tags.append(f"default: {number_text(default) if isinstance(default, float) else default}")
     return escape(" ".join([text, *(f"[{tag}]" for tag in tags)]))
-
-
-def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() and not isinstance(value, bool) else str(value)
-
-
-def _python_type(annotation: Any) -> type:
-    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
-        return next(a for a in typing.get_args(annotation) if a is not type(None))
-    return annotation
 
 
 @dataclass(frozen=True)

@@ -161,8 +161,3 @@ class Printer:
                 continue
             self._warned.add(note)
             say(Text.assemble(Text("warning: ", style="bold yellow"), note))
-
-    def notice(self, message: str) -> None:
-        """A line on stderr for people, not scripts; silent with --quiet."""
-        if not self.quiet:
-            say(message)

@@ -47,7 +47,8 @@ def serve(
         "--cors-origin", help="Origins browsers may call from: * or a comma-separated list. \\[default: *] "
         "\\[env: PICO_CORS_ORIGIN]", show_default=False, rich_help_panel=SERVER)] = None,
     api_key: Annotated[Optional[str], typer.Option(
-        "--api-key", help="Require this key: 'Authorization: Bearer KEY' or 'X-API-Key: KEY' (health stays open). "
+        "--api-key", help="Require this key: 'Authorization: Bearer KEY' or 'X-API-Key: KEY' (health, /docs and "
+        "/openapi.json stay open). "
         "\\[env: PICO_API_KEY]", show_default=False, rich_help_panel=SERVER)] = None,
     default_model: Annotated[Optional[str], typer.Option(
         "--default-model", help="Model for OpenAI and A1111 requests that name none: sd15, sd2, sdxl or an id. "
@@ -93,11 +94,13 @@ def serve(
     max_models: MaxModels = None,
     demo: Demo = None,
 ) -> None:
-    """Serve the PICO REST API (and its health route) until SIGTERM or Ctrl-C.
+    """Serve the REST APIs until SIGTERM or Ctrl-C (running generations finish first).
 
-    Routes: GET /api/v1/health, GET /api/v1/status, and POST /api/v1/<pipeline> for
-    stable-diffusion, stable-diffusion-2, stable-diffusion-xl, stable-diffusion-image-to-image,
-    stable-diffusion-image-variation and stable-diffusion-inpaint. JSON in, JSON out.
+    The PICO API: GET /api/v1/health, /api/v1/status, /api/v1/jobs/<id>, and POST
+    /api/v1/<pipeline> for stable-diffusion, stable-diffusion-2, stable-diffusion-xl,
+    stable-diffusion-image-to-image, stable-diffusion-image-variation and stable-diffusion-inpaint.
+    Also the OpenAI Images API (/v1/images/...), the AUTOMATIC1111 API (/sdapi/v1/...),
+    /openapi.json, /docs and /metrics.
 
     Example: pico serve --demo, then
     curl -H 'Content-Type: application/json' -d '{"Phrase":"ginger cat"}' http://127.0.0.1:5088/api/v1/stable-diffusion-xl

@@ -160,7 +160,11 @@ class WarmPipelines:
             if prototype is None:
                 prototype = self._schedulers[scheduler] = build_scheduler(scheduler, self.base.scheduler)
         if pipe is None:
-            pipe = runner.derive(self.base, **({"vae": vae} if vae is not None else {}))
+            try:
+                pipe = runner.derive(self.base, **({"vae": vae} if vae is not None else {}))
+            except ValueError as exc:  # Diffusers has no pipeline of this task for this model class
+                raise InvalidRequest(f"{runner.name} cannot run a {type(self.base).__name__}: {exc}",
+                                     field="Model") from exc
             pipe.set_progress_bar_config(disable=True)
         pipe.scheduler = copy.deepcopy(prototype)
         try:
@@ -173,8 +177,9 @@ class WarmPipelines:
 class AttentionGate:
     """Lets calls that want the same attention mode run together on shared weights.
 
-    Attention slicing is set on the modules themselves, which concurrent calls share, so
-    a call that wants the other mode waits until the model is idle, then switches it.
+    Attention slicing is set on the modules themselves, which concurrent calls share, so a
+    call that wants the other mode waits until the model is idle, then switches it. While it
+    waits, newcomers in the current mode wait too, so it cannot be starved.
     """
 
     def __init__(self, apply: Callable[[bool], None]):
@@ -182,13 +187,20 @@ class AttentionGate:
         self._cond = threading.Condition()
         self._mode = False
         self._users = 0
+        self._switching = 0  # calls waiting for the other mode
 
     @contextmanager
     def use(self, slicing: bool) -> Iterator[None]:
         """Hold the model in attention mode ``slicing`` for the duration of a call."""
         with self._cond:
-            while self._users and self._mode != slicing:
-                self._cond.wait()
+            if self._mode != slicing:
+                self._switching += 1
+                while self._users and self._mode != slicing:
+                    self._cond.wait()
+                self._switching -= 1
+            else:
+                while self._switching:
+                    self._cond.wait()
             if self._mode != slicing:
                 self._apply(slicing)
                 self._mode = slicing
@@ -254,6 +266,21 @@ def free_device_memory(device: "torch.device") -> None:
         torch.mps.empty_cache()
 
 
+KIND_WORDS = {"text-to-image": "a text-to-image model", "inpainting": "an inpainting model",
+              "variation": "an image-variation model"}
+KIND_COMMANDS = {"text-to-image": "stable-diffusion, image-to-image or inpaint", "inpainting": "inpaint",
+                 "variation": "image-variation"}
+
+
+def model_kind(base: Any) -> str:
+    """What a loaded pipeline can do: variation (image encoder), inpainting (9-channel UNet), or text-to-image."""
+    if getattr(base, "image_encoder", None) is not None and getattr(base, "text_encoder", None) is None:
+        return "variation"
+    if base.unet.config.in_channels == 9:
+        return "inpainting"
+    return "text-to-image"
+
+
 class Runner:
     """One pipeline family: its names, its request type, and how to call its Diffusers pipeline."""
 
@@ -264,6 +291,7 @@ class Runner:
     summary: ClassVar[str]
     default_scheduler: ClassVar[str | None] = None  # None: the model's own
     batchable: ClassVar[bool] = False  # whether requests of this family can share one pipeline call
+    accepts: ClassVar[tuple[str, ...]] = ("text-to-image",)  # the kinds of model it runs (see model_kind)
 
     def derive(self, base: Any, **components: Any) -> Any:
         """The task pipeline, sharing ``base``'s weights (from_pipe), with ``components`` swapped in."""
@@ -274,11 +302,22 @@ class Runner:
         raise NotImplementedError
 
     def describe(self, request: GenerationRequest) -> dict[str, Any]:
-        """Metadata this family adds to every image."""
-        return {}
+        """Metadata every image gets from its request beyond the shared fields: phrases, strength."""
+        meta = {}
+        if hasattr(request, "phrase"):
+            meta.update(Phrase=request.phrase, NegativePhrase=request.negative_phrase)
+        if hasattr(request, "strength"):
+            meta["Strength"] = request.strength
+        return meta
 
     def check(self, base: Any, request: GenerationRequest) -> None:
         """Refuse a model that cannot run this pipeline, before any generation work."""
+        kind = model_kind(base)
+        if kind not in self.accepts:
+            raise InvalidRequest(
+                f"Model {request.model} is {KIND_WORDS[kind]}; {self.command} needs {KIND_WORDS[self.accepts[0]]}",
+                field="Model", hint=f"Use it with {KIND_COMMANDS[kind]}, or pick another model.",
+            )
         if request.vae_type != "original" and "XL" in type(base).__name__:
             from pico.schemas.requests import raise_vae_mismatch
 
@@ -288,8 +327,11 @@ class Runner:
         """What requests must share to run as one batched call (None: this family never batches)."""
         if not self.batchable:
             return None
+        # SDXL encodes a missing negative phrase as zeros but "" as text: the two cannot share a call.
+        no_negative = getattr(request, "negative_phrase", None) is None
         return (self.route, request.model, request.precision, request.vae_type, request.attention_slicing,
-                request.scheduler, request.step_count(), request.guidance_scale, request.width, request.height)
+                request.scheduler, request.step_count(), request.guidance_scale, request.width, request.height,
+                no_negative)
 
     def batch_inputs(self, requests: list[GenerationRequest]) -> dict[str, Any]:
         """The pipeline arguments of several requests run as one call (batchable families only)."""
@@ -301,6 +343,7 @@ class Runner:
         first, pipe = requests[0], ctx.pipe
         seeds = [pick_seeds(request.seed, request.total) for request in requests]
         steps = first.step_count()
+        stopped: list[int] = []  # the step an interrupt ended denoising at, if one did
         if len(requests) == 1:
             inputs = {**self.inputs(first), "num_images_per_prompt": first.total}
         else:
@@ -310,7 +353,7 @@ class Runner:
             "num_inference_steps": steps,
             "guidance_scale": first.guidance_scale,
             "generator": generators([seed for batch in seeds for seed in batch]),
-            **_step_callback(pipe, steps, ctx),
+            **_step_callback(pipe, steps, ctx, stopped),
         }
         if first.width is not None:
             arguments.update(width=first.width, height=first.height)
@@ -326,15 +369,17 @@ class Runner:
                 raise InvalidRequest(f"{self.name} cannot run this request: {exc}") from exc
             raise
         elapsed = time.perf_counter() - started
+        interrupted = [f"Interrupted after {stopped[0]} of {steps} steps: the images are not fully denoised."
+                       ] if stopped else []
         generations = []
         for request, request_seeds in zip(requests, seeds):
             mine, images = images[:request.total], images[request.total:]
-            warnings = ctx.warnings + phrase_warnings(pipe, request)
+            warnings = ctx.warnings + interrupted + phrase_warnings(pipe, request)
             shared = {
                 "Model": request.model,
                 **self.describe(request),
                 "GuidanceScale": request.guidance_scale,
-                "Quality": steps,
+                "Quality": stopped[0] if stopped else steps,
                 "Precision": precision_name(ctx.dtype),
                 "Scheduler": scheduler_name(pipe.scheduler),
                 **({"Warnings": warnings} if warnings else {}),
@@ -347,8 +392,11 @@ class Runner:
         return generations
 
 
-def _step_callback(pipe: Any, steps: int, ctx: CallContext) -> dict[str, Any]:
-    """The pipeline's step-callback arguments, in whichever of Diffusers' two styles it takes."""
+def _step_callback(pipe: Any, steps: int, ctx: CallContext, stopped: list[int]) -> dict[str, Any]:
+    """The pipeline's step-callback arguments, in whichever of Diffusers' two styles it takes.
+
+    An interrupt (on_step returning True) ends denoising early; the step it ended at goes into ``stopped``.
+    """
     if ctx.on_step is None and ctx.fault is None:
         return {}
 
@@ -362,7 +410,8 @@ def _step_callback(pipe: Any, steps: int, ctx: CallContext) -> dict[str, Any]:
 
     if "callback_on_step_end" in inspect.signature(pipe.__call__).parameters:
         def on_step_end(_pipe: Any, index: int, _timestep: Any, tensors: dict) -> dict:
-            if step_done(index + 1):
+            if step_done(index + 1) and not stopped:
+                stopped.append(index + 1)
                 _pipe._interrupt = True  # Diffusers skips the remaining steps, then decodes
             return tensors
 

@@ -65,8 +65,7 @@ class Engine:
         quiet_libraries()
         self.settings = settings
         self.device = pick_device(settings.device)
-        self.resolver = ModelResolver(settings.models_root, settings.allow_model + _configured_models(settings),
-                                      settings.allow_any_model)
+        self.resolver = ModelResolver.for_settings(settings)
         self.faults = Faults(settings.faults)
         self.cache = ModelCache(self._load, settings.max_models, release=self._release)
         self._vaes: dict[tuple[str, Any], Any] = {}
@@ -157,7 +156,7 @@ class Engine:
             try:
                 self.generate(request)
             except InvalidRequest:
-                pass  # loaded, but not a text-to-image model
+                pass  # loaded, but not a text-to-image model: nothing to warm beyond the load
             log.info("warmed up %s in %.1f s", model, time.perf_counter() - started)
 
     def _load(self, key: ModelKey) -> LoadedModel:
@@ -183,7 +182,7 @@ class Engine:
             pipe.to(self.device)
 
     def _release(self, model: LoadedModel) -> None:
-        model.pipeline = None
+        model.pipeline = model.gate = model.warm = None  # the gate and the warm pipelines hold the weights too
         free_device_memory(self.device)
 
     def _vae(self, vae_type: str, dtype: Any, base: Any) -> Any:
@@ -205,11 +204,6 @@ class Engine:
                 vae = load_vae(self.resolver.resolve(vae_id), dtype, offline=_hub_offline()).to(self.device)
                 self._vaes[(vae_id, dtype)] = vae
             return vae
-
-
-def _configured_models(settings: Settings) -> tuple[str, ...]:
-    """Models the operator named on the command line are allowed without --allow-model."""
-    return tuple(model_id(name) for name in settings.preload) + ((settings.sdxl_vae,) if settings.sdxl_vae else ())
 
 
 def _hub_offline() -> bool:

@@ -9,10 +9,13 @@ from pico.schemas.requests import StableDiffusionInpaintRequest
 
 
 class Inpaint(Runner):
+    """Repaints the white area of a mask; a 9-channel inpainting model or any text-to-image model."""
+
     name = "StableDiffusionInpaint"
     route = "stable-diffusion-inpaint"
     command = "inpaint"
     request_type = StableDiffusionInpaintRequest
+    accepts = ("text-to-image", "inpainting")
     summary = "Stable Diffusion inpainting: repaint the white area of a mask."
 
     def derive(self, base: Any, **components: Any) -> Any:
@@ -32,6 +35,3 @@ class Inpaint(Runner):
             "width": size[0] // 8 * 8,
             "height": size[1] // 8 * 8,
         }
-
-    def describe(self, request: StableDiffusionInpaintRequest) -> dict[str, Any]:
-        return {"Phrase": request.phrase, "NegativePhrase": request.negative_phrase, "Strength": request.strength}

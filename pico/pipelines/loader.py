@@ -18,10 +18,13 @@ from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Hashable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Hashable, Iterator
 
 from pico.errors import ModelNotAllowed, ModelUnavailable
-from pico.pipelines.models import ALIASES, DEFAULT_MODELS, REVISIONS, VAE_MODELS
+from pico.pipelines.models import ALIASES, DEFAULT_MODELS, REVISIONS, VAE_MODELS, model_id
+
+if TYPE_CHECKING:
+    from pico.config import Settings
 
 log = logging.getLogger("pico")
 
@@ -55,6 +58,14 @@ class ModelResolver:
         self.allow = allow
         self.allow_any = allow_any
         self._known = set(DEFAULT_MODELS) | set(VAE_MODELS.values()) | set(ALIASES) | set(ALIASES.values())
+
+    @classmethod
+    def for_settings(cls, settings: "Settings") -> "ModelResolver":
+        """The resolver of a server or command: the allow-list widened by the models its operator named."""
+        named = [model_id(name) for name in (*settings.preload, settings.default_model)]
+        if settings.sdxl_vae:
+            named.append(settings.sdxl_vae)
+        return cls(settings.models_root, settings.allow_model + tuple(named), settings.allow_any_model)
 
     def local_models(self) -> list[str]:
         """The org/name ids of the pipelines in the models directory (standalone VAEs are not listed)."""
@@ -190,7 +201,6 @@ class CacheEntry:
     load_seconds: float = 0.0
     ready: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
-    extras: dict = field(default_factory=dict)
 
 
 class ModelCache:

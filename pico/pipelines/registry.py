@@ -21,7 +21,6 @@ RUNNERS: tuple[Runner, ...] = (
     Inpaint(),
 )
 
-BY_ROUTE = {runner.route: runner for runner in RUNNERS}
 _BY_TYPE = {runner.request_type: runner for runner in RUNNERS}
 _BY_ANY_NAME = {
     key.lower(): runner for runner in RUNNERS for key in (runner.route, runner.command, runner.name)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from pico.errors import InvalidRequest
 from pico.pipelines.base import Runner
 from pico.schemas.requests import (
     StableDiffusion2Request,
@@ -16,20 +15,12 @@ from pico.schemas.requests import (
 class TextToImage(Runner):
     """Draws the phrase from noise; Diffusers picks the SD or SDXL pipeline from the model."""
 
+    batchable = True
+
     def derive(self, base: Any, **components: Any) -> Any:
         from diffusers import AutoPipelineForText2Image
 
         return AutoPipelineForText2Image.from_pipe(base, **components)
-
-    def check(self, base: Any, request: StableDiffusionRequest) -> None:
-        super().check(base, request)
-        if base.unet.config.in_channels != 4:
-            raise InvalidRequest(
-                f"Model {request.model} is an inpainting model and cannot draw from a phrase alone",
-                field="Model", hint="Use it with the inpaint pipeline, or pick a text-to-image model.",
-            )
-
-    batchable = True
 
     def inputs(self, request: StableDiffusionRequest) -> dict[str, Any]:
         return {"prompt": request.phrase, "negative_prompt": request.negative_phrase}
@@ -42,11 +33,10 @@ class TextToImage(Runner):
             "negative_prompt": negatives if any(negatives) else None,
         }
 
-    def describe(self, request: StableDiffusionRequest) -> dict[str, Any]:
-        return {"Phrase": request.phrase, "NegativePhrase": request.negative_phrase}
-
 
 class StableDiffusion(TextToImage):
+    """Stable Diffusion 1.x (runwayml/stable-diffusion-v1-5 by default)."""
+
     name = "StableDiffusion"
     route = "stable-diffusion"
     command = "stable-diffusion"
@@ -55,6 +45,8 @@ class StableDiffusion(TextToImage):
 
 
 class StableDiffusion2(TextToImage):
+    """Stable Diffusion 2.x, with the DPM-Solver multistep scheduler as the original used."""
+
     name = "StableDiffusion2"
     route = "stable-diffusion-2"
     command = "stable-diffusion-2"
@@ -64,6 +56,8 @@ class StableDiffusion2(TextToImage):
 
 
 class StableDiffusionXL(TextToImage):
+    """Stable Diffusion XL, without the invisible watermark."""
+
     name = "StableDiffusionXL"
     route = "stable-diffusion-xl"
     command = "stable-diffusion-xl"

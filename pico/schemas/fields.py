@@ -121,7 +121,7 @@ def describe(value: Any) -> str:
     return type(value).__name__
 
 
-def _base_type(annotation: Any) -> tuple[type, bool]:
+def base_type(annotation: Any) -> tuple[type, bool]:
     """(the type, whether null is allowed) for ``int``, ``str | None`` and the like."""
     if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
@@ -130,16 +130,17 @@ def _base_type(annotation: Any) -> tuple[type, bool]:
 
 
 def _range_text(s: Spec) -> str:
-    return f" between {_num(s.minimum)} and {_num(s.maximum)}" if s.minimum is not None else ""
+    return f" between {number_text(s.minimum)} and {number_text(s.maximum)}" if s.minimum is not None else ""
 
 
-def _num(value: float | None) -> str:
+def number_text(value: float | None) -> str:
+    """A number as people write it: 5 rather than 5.0."""
     return str(int(value)) if value is not None and float(value).is_integer() else str(value)
 
 
 def coerce(key: str, value: Any, annotation: Any, s: Spec) -> Any:
     """Check one JSON value against its field's type and spec; returns the value to store."""
-    kind, nullable = _base_type(annotation)
+    kind, nullable = base_type(annotation)
     if value is None:
         if nullable:
             return None
@@ -185,7 +186,7 @@ def coerce(key: str, value: Any, annotation: Any, s: Spec) -> Any:
             )
         return value
     if s.minimum is not None and (value < s.minimum or value > s.maximum):
-        raise InvalidRequest(f"{key} must be{_range_text(s)}, got {_num(value)}", field=key)
+        raise InvalidRequest(f"{key} must be{_range_text(s)}, got {number_text(value)}", field=key)
     if s.multiple_of and value % s.multiple_of:
         raise InvalidRequest(f"{key} must be a multiple of {s.multiple_of}, got {value}", field=key)
     return value
@@ -259,7 +260,7 @@ def json_schema(cls: type, refs: set[type] | None = None) -> dict:
     for f in wire_fields(cls):
         key = wire_name(f.name, cls)
         s = spec_of(f)
-        kind, nullable = _base_type(hints[f.name])
+        kind, nullable = base_type(hints[f.name])
         prop = type_schema(kind, refs)
         if nullable:
             prop = {"anyOf": [prop, {"type": "null"}]} if "$ref" in prop else {**prop, "type": [prop["type"], "null"]}

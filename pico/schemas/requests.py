@@ -25,7 +25,12 @@ MAX_TOTAL = 5
 MAX_SEED = 2**32 - 1
 MAX_PHRASE_CHARS = 20_000
 MIN_SIDE, MAX_SIDE = 64, 4096
-MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def valid_model_id(text: str) -> bool:
+    """True for an org/name model id: no path, no '..', nothing after the name (not even a newline)."""
+    return MODEL_ID.fullmatch(text) is not None and ".." not in text
 
 R = TypeVar("R", bound="GenerationRequest")
 
@@ -81,7 +86,7 @@ class GenerationRequest(DataClassJsonMixin):
 
     def validate(self, max_pixels: int) -> None:
         """Checks across fields, and decoding of image fields; raises InvalidRequest."""
-        if not MODEL_ID.match(self.model) or ".." in self.model:
+        if not valid_model_id(self.model):
             raise InvalidRequest(
                 f"Model must be a model id of the form org/name, got {self.model!r}", field="Model",
                 hint="Local paths are not accepted: put the model in the models directory and use its org/name.",

@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from pico.server.app import Service
 
 PREFIX = "/sdapi/v1"
+ORIGIN = "a1111"  # interrupt and skip reach only the jobs this API started, as in A1111
 TAG = "AUTOMATIC1111 API"
 # PICO request field -> the A1111 field it came from, to name the right one in errors.
 A1111_FIELDS = {
@@ -128,15 +129,14 @@ class Interrupts:
         self._lock = threading.Lock()
 
     def interrupt(self) -> dict:
-        """End the running jobs at their next step, and the calls they belong to."""
+        """End the running A1111 jobs at their next step, and the calls they belong to."""
         with self._lock:
-            self._interrupted.extend(j.id for j in self.jobs.active() if j.state == JobState.RUNNING)
-        self.jobs.interrupt_running()
+            self._interrupted.extend(job.id for job in self.jobs.interrupt_running(ORIGIN))
         return {}
 
     def skip(self) -> None:
-        """End the running jobs at their next step; their calls go on."""
-        self.jobs.interrupt_running()
+        """End the running A1111 jobs at their next step; their calls go on."""
+        self.jobs.interrupt_running(ORIGIN)
 
     def ends_call(self, job: Job) -> bool:
         """True when ``job`` was interrupted (not skipped): its call makes no more batches."""
@@ -245,7 +245,8 @@ def generate(service: "Service", interrupts: Interrupts, runner: Runner, pico: G
         batch = copy.copy(pico)
         batch.seed = (first_seed + index * pico.total) % (MAX_SEED + 1)
         batches.append(batch)
-    _, generations = run_jobs(service, runner, batches, go_on=lambda job: not interrupts.ends_call(job))
+    _, generations = run_jobs(service, runner, batches, go_on=lambda job: not interrupts.ends_call(job),
+                              origin=ORIGIN)
     images: list[str] = []
     metadata: list[dict[str, Any]] = []
     warnings: list[str] = []

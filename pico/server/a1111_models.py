@@ -8,7 +8,7 @@ from pico.errors import InvalidRequest, NotFound
 from pico.pipelines.loader import canonical
 from pico.pipelines.models import SHORT_NAMES, VAE_MODELS, VARIATION_MODEL, model_id
 from pico.schemas import fields
-from pico.schemas.requests import MODEL_ID
+from pico.schemas.requests import valid_model_id
 from pico.server.a1111_schemas import OptionsUpdate, SDModelItem, Txt2ImgRequest
 from pico.server.api import read_json_body
 
@@ -41,7 +41,7 @@ def find_checkpoint(service: "Service", name: str, field: str) -> str:
     for item in checkpoint_items(service):
         if wanted.lower() in (item.title.lower(), item.model_name.lower()):
             return item.title
-    if MODEL_ID.match(wanted) and service.engine.resolver.is_allowed(wanted):
+    if valid_model_id(wanted) and service.engine.resolver.is_allowed(wanted):
         return wanted
     raise NotFound(f"Checkpoint {name!r} not found; available: {', '.join(checkpoints(service))}", field=field,
                    hint="GET /sdapi/v1/sd-models lists the checkpoints.")

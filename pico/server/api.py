@@ -50,7 +50,7 @@ def status(service: "Service") -> ServerStatus:
     """Slots in use, queue length, loaded models and device."""
     counts = service.jobs.counts()
     return ServerStatus(
-        status="Busy" if counts["SlotsInUse"] >= counts["Slots"] else "Idle",
+        status="Busy" if service.jobs.busy else "Idle",
         slots_in_use=counts["SlotsInUse"], slots=counts["Slots"],
         queue_length=counts["QueueLength"], queue_limit=counts["QueueLimit"],
         loaded_models=service.engine.loaded_models(), device=str(service.engine.device), version=__version__,
@@ -59,20 +59,23 @@ def status(service: "Service") -> ServerStatus:
     )
 
 
-def run_job(service: "Service", runner: Runner, request: GenerationRequest) -> tuple["Job", Generation]:
+def run_job(service: "Service", runner: Runner, request: GenerationRequest,
+            origin: str = "pico") -> tuple["Job", Generation]:
     """Run a request through the job slots (batched with others when it can be) for the current HTTP request."""
     environ = bottle.request.environ
-    job, generation = service.jobs.run(runner.route, request, on_start=_announce_job, alive=client_alive(environ))
+    job, generation = service.jobs.run(runner.route, request, on_start=_announce_job, alive=client_alive(environ),
+                                       origin=origin)
     environ["pico.log"] = {"images": job.images, "seed": job.seeds[0]}
     return job, generation
 
 
 def run_jobs(service: "Service", runner: Runner, requests: list[GenerationRequest],
-             go_on: Callable[["Job"], bool] = lambda _job: True) -> tuple["Job", list[Generation]]:
+             go_on: Callable[["Job"], bool] = lambda _job: True,
+             origin: str = "pico") -> tuple["Job", list[Generation]]:
     """Run requests one after another in one job and one slot, for the current HTTP request."""
     environ = bottle.request.environ
     job, generations = service.jobs.run_many(runner.route, requests, on_start=_announce_job,
-                                             alive=client_alive(environ), go_on=go_on)
+                                             alive=client_alive(environ), go_on=go_on, origin=origin)
     environ["pico.log"] = {"images": job.images, "seed": job.seeds[0]}
     return job, generations
 

@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 import bottle
 
 from pico.config import Settings
-from pico.errors import Unauthorized
+from pico.errors import InvalidRequest, Unauthorized
 from pico.jobs import Jobs
 from pico.pipelines.engine import Engine
 from pico.pipelines.models import model_id
+from pico.schemas.requests import valid_model_id
 from pico.server import a1111, api, openai_api
 from pico.server.errors import ErrorPlugin, abort_with, install_error_pages
 from pico.server.metrics import CONTENT_TYPE, Metrics
@@ -43,6 +44,9 @@ class Service:
 
     def __post_init__(self) -> None:
         self.default_model = self.default_model or model_id(self.settings.default_model)
+        if not valid_model_id(self.default_model):
+            raise InvalidRequest(f"--default-model must be sd15, sd2, sdxl or an org/name model id, got "
+                                 f"{self.settings.default_model!r}", field="default-model")
 
 
 def create_app(settings: Settings, engine: Engine | None = None) -> bottle.Bottle:
@@ -88,14 +92,18 @@ def _install_meta_routes(app: bottle.Bottle, metrics: Metrics) -> None:
     openapi_doc = document(app)  # built once, when every route is in: a broken document fails at start
 
 
-OPEN_PATHS = ("/api/v1/health", "/openapi.json", "/docs")  # answered without an API key
+# Answered without an API key: health for load balancers, the API's description, and image URLs
+# (their tokens are unguessable, and <img> tags cannot send a key).
+OPEN_PATHS = ("/api/v1/health", "/openapi.json", "/docs")
+OPEN_PREFIXES = ("/v1/images/files/",)
 
 
 def _before(settings: Settings) -> None:
     bottle.request.environ["pico.start"] = time.perf_counter()
     if bottle.request.method == "OPTIONS":
         raise bottle.HTTPResponse(status=204)
-    if settings.api_key and bottle.request.path not in OPEN_PATHS:
+    path = bottle.request.path
+    if settings.api_key and path not in OPEN_PATHS and not path.startswith(OPEN_PREFIXES):
         _authorize(settings.api_key)
 
 

@@ -28,13 +28,17 @@ def client_alive(environ: dict) -> Callable[[], bool]:
 
     def alive() -> bool:
         try:
-            readable, _, _ = select.select([sock], [], [], 0)
-            if not readable:
-                return True  # nothing to read and no end-of-file: still connected
+            poller = select.poll()  # poll, not select: select fails on descriptors past 1023
+            poller.register(sock, select.POLLIN | select.POLLHUP)
+            events = poller.poll(0)
+            if not events:
+                return True  # nothing to read and no hang-up: still connected
+            if events[0][1] & (select.POLLHUP | select.POLLERR | select.POLLNVAL):
+                return False
             return sock.recv(1, socket.MSG_PEEK) != b""
-        except (BlockingIOError, InterruptedError, TimeoutError):
-            return True
-        except (OSError, ValueError):
+        except (BlockingIOError, InterruptedError, TimeoutError, ValueError):
+            return True  # cannot tell: assume the client is still there
+        except OSError:
             return False
 
     return alive

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 TAG = "OpenAI Images API"
 URL_TTL_SECONDS = 3600  # OpenAI's image URLs last an hour too
-URL_STORE_LIMIT = 256
+URL_STORE_BYTES = 256 * 1024 * 1024  # what response_format=url may hold in memory
 OPENAI_MODEL_PREFIXES = ("dall-e", "gpt-image")  # clients that hard-code OpenAI's models get the default
 
 # PICO field -> OpenAI parameter, so errors name what the client sent.
@@ -117,10 +117,11 @@ class OpenAIImagesResponse(DataClassJsonMixin):
 
 
 class ResultStore:
-    """Encoded images for response_format=url: kept an hour, at most URL_STORE_LIMIT of them."""
+    """Encoded images for response_format=url: kept an hour, the oldest dropped beyond URL_STORE_BYTES."""
 
     def __init__(self) -> None:
         self._items: OrderedDict[str, tuple[float, str, bytes]] = OrderedDict()
+        self._bytes = 0
         self._lock = threading.Lock()
 
     def put(self, data: bytes, fmt: str) -> str:
@@ -128,8 +129,9 @@ class ResultStore:
         token = secrets.token_urlsafe(18)
         with self._lock:
             self._items[token] = (time.monotonic() + URL_TTL_SECONDS, fmt, data)
-            while len(self._items) > URL_STORE_LIMIT:
-                self._items.popitem(last=False)
+            self._bytes += len(data)
+            while self._bytes > URL_STORE_BYTES and len(self._items) > 1:
+                self._bytes -= len(self._items.popitem(last=False)[1][2])
         return token
 
     def get(self, token: str) -> tuple[str, bytes]:
@@ -137,7 +139,7 @@ class ResultStore:
         with self._lock:
             now = time.monotonic()
             for key in [k for k, (expires, _, _) in self._items.items() if expires < now]:
-                del self._items[key]
+                self._bytes -= len(self._items.pop(key)[2])
             item = self._items.get(token)
         if item is None:
             raise NotFound("This image URL has expired or never existed; image URLs last one hour")
@@ -184,7 +186,7 @@ def install(app: bottle.Bottle, service: "Service") -> None:
 def _answer(service: "Service", store: ResultStore, kind: str, request: Any, files: dict[str, bytes]) -> str:
     """Translate, run through the job slots, and encode the OpenAI response."""
     runner, pico_request = _translate(service, kind, request, files)
-    _, generation = run_job(service, runner, pico_request)
+    _, generation = run_job(service, runner, pico_request, origin="openai")
     encoded = encoded_images(runner, pico_request, generation, request.output_format,
                              service.settings.png_compress_level)
     if request.response_format == "url":

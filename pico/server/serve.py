@@ -21,8 +21,9 @@ CANCEL_GRACE = 10  # seconds a cancelled generation gets to reach its next step
 
 
 def http_threads(settings: Settings) -> int:
-    """Worker threads: one per slot and queue place, plus spares for health and status."""
-    return settings.threadsmax + settings.queue + SPARE_HTTP_THREADS
+    """Worker threads: one per request a slot can run (a batch holds several) and per queue place, plus spares."""
+    per_slot = settings.max_batch if settings.batch_window_ms else 1
+    return settings.threadsmax * per_slot + settings.queue + SPARE_HTTP_THREADS
 
 
 def serve(settings: Settings) -> int:

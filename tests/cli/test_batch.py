@@ -43,8 +43,8 @@ def test_bad_lines_are_reported_the_rest_run_and_a_rerun_skips_what_is_done(pico
     assert "invalid: line 7 (job-0007): Model nobody/nothing is not allowed" in errors
     assert "invalid: line 8: not valid JSON: Expecting ',' delimiter at column 50" in errors
     assert "4 bad line(s) skipped; running the 3 valid job(s)" in errors
-    assert ("failed: line 5 (job-0005): Model runwayml/stable-diffusion-inpainting is an inpainting model and "
-            "cannot draw from a phrase alone") in errors
+    assert ("failed: line 5 (job-0005): Model runwayml/stable-diffusion-inpainting is an inpainting model; "
+            "stable-diffusion needs a text-to-image model") in errors
     assert "batch summary" in errors
 
     lines = [json.loads(line) for line in first.stdout.splitlines()]

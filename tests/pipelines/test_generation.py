@@ -137,16 +137,24 @@ def test_attention_slicing_gives_the_same_images(engine):
     assert np.abs(pixels(sliced)[0].astype(int) - pixels(plain)[0].astype(int)).max() <= 1
 
 
-def test_wrong_kind_of_model_is_refused(engine, image_b64):
+def test_wrong_kind_of_model_is_refused(engine, image_b64, mask_b64):
     with pytest.raises(InvalidRequest) as caught:
         engine.generate(request(StableDiffusionRequest, Phrase="cat", Model="runwayml/stable-diffusion-inpainting"))
-    assert caught.value.message == (
-        "Model runwayml/stable-diffusion-inpainting is an inpainting model and cannot draw from a phrase alone")
+    assert caught.value.message == ("Model runwayml/stable-diffusion-inpainting is an inpainting model; "
+                                    "stable-diffusion needs a text-to-image model")
+    assert caught.value.hint == "Use it with inpaint, or pick another model."
     with pytest.raises(InvalidRequest) as caught:
         engine.generate(request(StableDiffusionImageVariationRequest, ImageBase64=image_b64,
                                 Model="runwayml/stable-diffusion-v1-5"))
-    assert caught.value.message == (
-        "Model runwayml/stable-diffusion-v1-5 is a StableDiffusionPipeline, not an image-variation model")
+    assert caught.value.message == ("Model runwayml/stable-diffusion-v1-5 is a text-to-image model; "
+                                    "image-variation needs an image-variation model")
+    variation = "lambdalabs/sd-image-variations-diffusers"
+    for cls, body in ((StableDiffusionRequest, {}), (StableDiffusionImageToImageRequest, {"ImageBase64": image_b64}),
+                      (StableDiffusionInpaintRequest, {"ImageBase64": image_b64, "MaskImageBase64": mask_b64})):
+        with pytest.raises(InvalidRequest) as caught:
+            engine.generate(request(cls, Phrase="cat", Model=variation, **body))
+        assert caught.value.message.startswith(f"Model {variation} is an image-variation model; ")
+        assert caught.value.field == "Model"
 
 
 def test_warm_request_touches_no_disk(tiny_models, tmp_path):
@@ -223,16 +231,17 @@ def test_pickled_weights_are_never_loaded(tiny_models, tmp_path):
     assert caught.value.message.startswith("Model mine/pickled could not be loaded from the models directory")
 
 
-def test_batched_requests_equal_the_unbatched_ones(engine):
-    bodies = [{"Phrase": "cat", "Seed": 1}, {"Phrase": "dog", "Seed": 5, "Total": 2, "NegativePhrase": "ugly"},
-              {"Phrase": "bird", "Seed": 9}]
-    requests = [request(StableDiffusionRequest, **body) for body in bodies]
+@pytest.mark.parametrize("negatives", [(None, None, None), ("ugly", "blurry", "dark")])
+def test_batched_requests_equal_the_unbatched_ones(engine, negatives):
+    bodies = [{"Phrase": "cat", "Seed": 1}, {"Phrase": "dog", "Seed": 5, "Total": 2}, {"Phrase": "bird", "Seed": 9}]
+    requests = [request(StableDiffusionRequest, **body, **({"NegativePhrase": n} if n else {}))
+                for body, n in zip(bodies, negatives)]
     assert len({engine.batch_key(r) for r in requests}) == 1
     batched = engine.generate_batch(requests)
     alone = [engine.generate(r) for r in requests]
     assert [[m["Seed"] for m in g.metadata] for g in batched] == [[1], [5, 6], [9]]
     assert [g.metadata[0]["Phrase"] for g in batched] == ["cat", "dog", "bird"]
-    assert [g.metadata[0]["NegativePhrase"] for g in batched] == [None, "ugly", None]
+    assert [g.metadata[0]["NegativePhrase"] for g in batched] == list(negatives)
     for together, apart in zip(batched, alone):
         for a, b in zip(pixels(together), pixels(apart)):
             # the same noise per seed; a batched matrix product may round one level apart
@@ -246,3 +255,13 @@ def test_only_requests_that_agree_share_a_batch_key(engine, image_b64):
     assert engine.batch_key(request(StableDiffusionRequest, Phrase="cat", Scheduler="DDIM")) != base
     assert engine.batch_key(request(StableDiffusionRequest, Phrase="cat", Width=128, Height=64)) != base
     assert engine.batch_key(request(StableDiffusionImageToImageRequest, Phrase="cat", ImageBase64=image_b64)) is None
+
+
+def test_sdxl_requests_with_and_without_a_negative_phrase_never_share_a_call(engine):
+    plain = request(StableDiffusionXlRequest, Phrase="cat", Seed=2)
+    negative = request(StableDiffusionXlRequest, Phrase="dog", Seed=3, NegativePhrase="ugly")
+    assert engine.batch_key(plain) != engine.batch_key(negative)
+    other = request(StableDiffusionXlRequest, Phrase="bird", Seed=4)
+    together = engine.generate_batch([plain, other])
+    for batched, alone in zip(together, (engine.generate(plain), engine.generate(other))):
+        assert np.abs(pixels(batched)[0].astype(int) - pixels(alone)[0].astype(int)).max() <= 1

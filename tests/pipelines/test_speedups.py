@@ -39,14 +39,18 @@ def test_the_fp16_sdxl_vae_is_used_only_for_sdxl_in_half_precision(tiny_models):
     engine.generate(StableDiffusionXlRequest.parse({"Phrase": "cat", "Steps": 2}, 2048 * 2048))
     xl = next(e.value.pipeline for e in engine.cache.entries())
     assert engine._vae("original", torch.float32, xl) is None  # the CPU runs float32: the model's own VAE
+    engine.generate(sd())
+    sd15 = next(e.value.pipeline for e in engine.cache.entries() if "XL" not in type(e.value.pipeline).__name__)
+    assert engine._vae("original", torch.float16, sd15) is None  # not SDXL: its own VAE
     swapped = engine._vae("original", torch.float16, xl)
     assert swapped.config.force_upcast is False and swapped.dtype == torch.float16
     assert engine.resolver.is_allowed(SDXL_FP16_VAE)
 
 
 def test_warm_up_loads_every_preloaded_model(tiny_models):
-    engine = Engine(Settings(models_dir=tiny_models, device="cpu", max_models=4,
-                             preload=("sd15", "runwayml/stable-diffusion-inpainting")))
+    preload = ("sd15", "runwayml/stable-diffusion-inpainting", "sd-variation")
+    engine = Engine(Settings(models_dir=tiny_models, device="cpu", max_models=4, preload=preload))
     engine.warm_up(engine.settings.preload)
-    assert engine.is_loaded("runwayml/stable-diffusion-v1-5")
-    assert engine.is_loaded("runwayml/stable-diffusion-inpainting")
+    for model in ("runwayml/stable-diffusion-v1-5", "runwayml/stable-diffusion-inpainting",
+                  "lambdalabs/sd-image-variations-diffusers"):
+        assert engine.is_loaded(model)

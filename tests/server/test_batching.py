@@ -50,7 +50,9 @@ def test_requests_that_differ_do_not_share(batching):
 def test_a_lone_request_waits_only_the_window(batching):
     import time
 
-    started = time.monotonic()
     reply = batching.post("/api/v1/stable-diffusion", body_for("stable-diffusion"))
-    assert reply.status == 200
-    assert time.monotonic() - started < 5
+    alone = batching.post("/api/v1/stable-diffusion", body_for("stable-diffusion"))  # warm, so timed alone
+    started = time.monotonic()
+    alone = batching.post("/api/v1/stable-diffusion", body_for("stable-diffusion"))
+    assert reply.status == 200 and alone.status == 200
+    assert time.monotonic() - started < 0.6 + 1.0  # the window, then a two-step generation

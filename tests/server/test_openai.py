@@ -154,5 +154,6 @@ def test_api_key_is_the_bearer_token(keyed):
     assert caught.value.status_code == 401
     assert caught.value.body["code"] == "unauthorized"
     result = openai.OpenAI(base_url=base, api_key=API_KEY, max_retries=0).images.generate(
-        prompt="cat", size="64x64", extra_body=FAST)
-    assert len(result.data) == 1
+        prompt="cat", size="64x64", response_format="url", extra_body=FAST)
+    with urllib.request.urlopen(result.data[0].url) as response:  # no key: an <img> tag sends none
+        assert Image.open(io.BytesIO(response.read())).size == (64, 64)

@@ -31,6 +31,22 @@ def test_env_names_follow_the_flags():
     assert env_name("max_body_mb") == "PICO_MAX_BODY_MB"
 
 
+def test_every_serve_flag_names_its_environment_variable_and_sets_a_setting():
+    import dataclasses
+
+    import typer.main
+
+    from pico.cli import app
+
+    command = typer.main.get_command(app).commands["serve"]
+    settings_fields = {f.name for f in dataclasses.fields(Settings)}
+    flags = [p for p in command.params if p.param_type_name == "option" and p.name != "help"]
+    assert len(flags) > 20
+    for option in flags:
+        assert option.name in settings_fields, option.name
+        assert f"[env: {env_name(option.name)}" in option.help.replace("\\", ""), option.name
+
+
 @pytest.mark.parametrize("env, message", [
     ({"PICO_PORT": "eighty"}, "PICO_PORT must be an integer, got 'eighty'"),
     ({"PICO_VERBOSE": "maybe"}, "PICO_VERBOSE must be true or false, got 'maybe'"),

@@ -21,6 +21,7 @@ from pico.pipelines.models import (
 )
 
 MARKER = "pico-tiny.json"
+VERSION = 2  # bump when the tiny models change, so old demo folders are rebuilt
 TEXT_HIDDEN = 32
 SEED = 0
 
@@ -202,14 +203,17 @@ def _variation():
 
 
 def is_tiny(folder: Path) -> bool:
-    """True when ``folder`` holds models written by this module."""
-    return (folder / MARKER).is_file()
+    """True when ``folder`` holds the current tiny models written by this module."""
+    try:
+        return json.loads((folder / MARKER).read_text("utf-8")).get("version") == VERSION
+    except (OSError, ValueError):
+        return False
 
 
 def write_tiny_models(root: Path | str) -> list[str]:
     """Build every tiny model and save it under ``root/<model id>``; returns the ids written.
 
-    Idempotent: a tree already written (its marker present) is left as it is.
+    Idempotent: a tree already written by this version is left as it is; an older one is rebuilt.
     """
     import torch
 
@@ -236,5 +240,5 @@ def write_tiny_models(root: Path | str) -> list[str]:
     for leftover in sorted(scratch.iterdir()):
         leftover.unlink()
     scratch.rmdir()
-    (root / MARKER).write_text(json.dumps({"models": list(builders)}), "utf-8")
+    (root / MARKER).write_text(json.dumps({"models": list(builders), "version": VERSION}), "utf-8")
     return list(builders)

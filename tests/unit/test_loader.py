@@ -128,3 +128,15 @@ def test_failed_load_is_not_cached():
     with cache.use("a") as entry:
         assert entry.value == "a"
     assert attempts == ["a", "a"]
+
+
+def test_demo_folders_from_an_older_pico_are_rebuilt(tmp_path):
+    import json
+
+    from pico.pipelines.tiny import MARKER, VERSION, is_tiny
+
+    (tmp_path / MARKER).write_text(json.dumps({"models": [], "version": VERSION - 1}))
+    assert not is_tiny(tmp_path)
+    (tmp_path / MARKER).write_text(json.dumps({"models": [], "version": VERSION}))
+    assert is_tiny(tmp_path)
+    assert not is_tiny(tmp_path / "missing")

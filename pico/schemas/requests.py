@@ -5,6 +5,8 @@ Field names travel as PascalCase (``GuidanceScale``), exactly as existing client
 
 from __future__ import annotations
 
+import math
+
 import re
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
@@ -177,7 +179,27 @@ def raise_vae_mismatch(vae_type: str, model: str) -> None:
 
 def _strength(default: float) -> Any:
     return option(default, minimum=0, maximum=1,
-                  description="How much to change the input image: 0 keeps it, 1 ignores it.")
+                  description="How much to change the input image: near 0 keeps it, 1 ignores it. "
+                              "int(steps x Strength) denoising steps run; at least one must.")
+
+
+def check_denoising_steps(steps: int, strength: float) -> None:
+    """Refuse a Strength and step count that leave Diffusers no denoising step (it would crash)."""
+    if int(steps * strength) >= 1:  # Diffusers runs int(num_inference_steps * strength) steps
+        return
+    if strength == 0:
+        raise InvalidRequest("Strength 0 leaves the image as it is: there is nothing to generate",
+                             field="Strength", hint="Use a Strength above 0 (0.1 changes the image a little).")
+    fewest = math.ceil(1 / strength)
+    while int(fewest * strength) < 1:  # float rounding: 3 x 0.3333 is below 1
+        fewest += 1
+    steps_hint = (f"Raise Steps to at least {fewest} (or Quality to at least {fewest / MAX_STEPS:g}), or "
+                  if fewest <= MAX_STEPS else "Raise ")
+    raise InvalidRequest(
+        f"Strength {strength:g} with {steps} step{'s' if steps != 1 else ''} leaves no denoising step to run "
+        f"(int({steps} x {strength:g}) = 0)", field="Strength",
+        hint=f"{steps_hint}Strength to at least {math.ceil(1000 / steps) / 1000:g}.",
+    )
 
 
 @dataclass(kw_only=True)
@@ -186,6 +208,11 @@ class StableDiffusionImageToImageRequest(StableDiffusionRequest):
 
     image_base64: str = _image("The input image (PNG, JPEG, WebP...), base64 or a data: URL.")
     strength: float = _strength(0.8)
+
+    def validate(self, max_pixels: int) -> None:
+        """As the base, and Strength must leave at least one denoising step."""
+        check_denoising_steps(self.step_count(), self.strength)
+        super().validate(max_pixels)
 
 
 @dataclass(kw_only=True)
@@ -200,7 +227,8 @@ class StableDiffusionInpaintRequest(StableDiffusionRequest):
     strength: float = _strength(1.0)
 
     def validate(self, max_pixels: int) -> None:
-        """As the base, then the mask is resized to the image when their sizes differ."""
+        """As the base, and Strength must leave a denoising step; the mask is resized to the image's size."""
+        check_denoising_steps(self.step_count(), self.strength)
         super().validate(max_pixels)
         image, mask = self.images["ImageBase64"], self.images["MaskImageBase64"]
         if mask.size != image.size:

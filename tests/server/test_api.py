@@ -113,6 +113,17 @@ def test_422_names_the_field(server, body, field, message):
     assert reply.json == {"Error": {"Code": "INVALID_REQUEST", "Message": message, "Field": field}}
 
 
+def test_422_when_strength_leaves_no_denoising_step(server):
+    body = {"Phrase": "x", "ImageBase64": b64(png_bytes()), "Steps": 1}
+    reply = server.post("/api/v1/stable-diffusion-image-to-image", body)
+    assert reply.status == 422
+    assert reply.json == {"Error": {
+        "Code": "INVALID_REQUEST", "Field": "Strength",
+        "Message": "Strength 0.8 with 1 step leaves no denoising step to run (int(1 x 0.8) = 0)",
+        "Hint": "Raise Steps to at least 2 (or Quality to at least 0.008), or Strength to at least 1."}}
+    assert server.post("/api/v1/stable-diffusion-image-to-image", {**body, "Steps": 2}).status == 200
+
+
 def test_422_for_an_image_that_is_not_one(server):
     reply = server.post("/api/v1/stable-diffusion-image-to-image", {"Phrase": "x", "ImageBase64": b64(b"text")})
     assert reply.status == 422

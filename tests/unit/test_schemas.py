@@ -200,3 +200,34 @@ def test_truncated_image_is_refused():
                      {"Phrase": "x", "ImageBase64": b64(png_bytes((64, 64))[:-40])})
     assert error.field == "ImageBase64"
     assert error.message.startswith("ImageBase64 could not be decoded as an image")
+
+
+@pytest.mark.parametrize("cls, body, message, hint", [
+    (StableDiffusionImageToImageRequest, {"Steps": 1},
+     "Strength 0.8 with 1 step leaves no denoising step to run (int(1 x 0.8) = 0)",
+     "Raise Steps to at least 2 (or Quality to at least 0.008), or Strength to at least 1."),
+    (StableDiffusionImageToImageRequest, {"Steps": 3, "Strength": 0.3},
+     "Strength 0.3 with 3 steps leaves no denoising step to run (int(3 x 0.3) = 0)",
+     "Raise Steps to at least 4 (or Quality to at least 0.016), or Strength to at least 0.334."),
+    (StableDiffusionInpaintRequest, {"Quality": 0.01, "Strength": 0.2},
+     "Strength 0.2 with 2 steps leaves no denoising step to run (int(2 x 0.2) = 0)",
+     "Raise Steps to at least 5 (or Quality to at least 0.02), or Strength to at least 0.5."),
+    (StableDiffusionImageToImageRequest, {"Steps": 1, "Strength": 0.001},
+     "Strength 0.001 with 1 step leaves no denoising step to run (int(1 x 0.001) = 0)",
+     "Raise Strength to at least 1."),
+    (StableDiffusionInpaintRequest, {"Strength": 0},
+     "Strength 0 leaves the image as it is: there is nothing to generate",
+     "Use a Strength above 0 (0.1 changes the image a little)."),
+])
+def test_strength_must_leave_a_denoising_step(cls, body, message, hint):
+    # Diffusers runs int(steps x strength) steps and crashes on zero; refuse before any work.
+    image = b64(png_bytes())
+    error = error_of(cls, {"Phrase": "x", "ImageBase64": image, "MaskImageBase64": image, **body})
+    assert (error.field, error.message, error.hint) == ("Strength", message, hint)
+
+
+@pytest.mark.parametrize("steps, strength", [(2, 0.5), (1, 1.0), (4, 0.25), (250, 0.004)])
+def test_one_denoising_step_is_enough(steps, strength):
+    request = parse(StableDiffusionImageToImageRequest,
+                    {"Phrase": "x", "ImageBase64": b64(png_bytes()), "Steps": steps, "Strength": strength})
+    assert int(request.step_count() * request.strength) == 1

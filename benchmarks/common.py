@@ -86,6 +86,7 @@ class Server:
 
     def __enter__(self) -> "Server":
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+        (ROOT / ".cache").mkdir(exist_ok=True)
         self.log = open(ROOT / ".cache" / f"bench-serve-{self.port}.log", "wb")
         self.process = subprocess.Popen([sys.executable, "-m", "pico", "serve", *self.args], cwd=ROOT, env=env,
                                         stdout=self.log, stderr=subprocess.STDOUT)

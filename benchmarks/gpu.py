@@ -2,8 +2,9 @@
 
 For each model it measures (a) the original PICO approach (from_pretrained and
 enable_model_cpu_offload on every request), (b) plain Diffusers with the pipeline kept on
-the GPU (PyTorch SDPA), (c) PICO served end to end, warm, and (d) PICO served with its
-speed-ups (channels-last, fused QKV, torch.compile, fp16-safe SDXL VAE). It reports seconds
+the GPU (PyTorch SDPA), (c) PICO served end to end, warm, (d) PICO served with its cheap
+speed-ups (channels-last, fused QKV, fp16-safe SDXL VAE) and (e) those plus torch.compile of
+the UNet (compiled during the server's warm-up, before it answers). It reports seconds
 per image, denoising steps per second (between the first and the last step, as the
 published Diffusers figures count them) and peak GPU memory, as JSON and a markdown table.
 
@@ -11,6 +12,8 @@ Weights are random, built from the published configs (benchmarks/fullsize.py) an
 once in safetensors. One command builds everything:
 
     python benchmarks/gpu.py --out benchmarks/results
+
+The results are rewritten after every row, so a run cut short keeps what it measured.
 
 ``--tiny`` runs the same script on the tiny models on a CPU, to prove it works anywhere.
 """
@@ -31,7 +34,7 @@ from benchmarks.common import Server, machine, table, tiny_models, write_results
 from pico.pipelines.models import SD1_MODEL, SDXL_FP16_VAE, SDXL_MODEL  # noqa: E402
 
 CASES = {"sd15": (SD1_MODEL, "StableDiffusionPipeline", 512), "sdxl": (SDXL_MODEL, "StableDiffusionXLPipeline", 1024)}
-SPEEDUPS = ["--channels-last", "--fuse-qkv", "--compile", "--sdxl-vae", SDXL_FP16_VAE]
+SPEEDUPS = ["--channels-last", "--fuse-qkv", "--sdxl-vae", SDXL_FP16_VAE]
 
 
 def step_timer() -> tuple[dict, Any]:
@@ -94,10 +97,13 @@ def direct(folder: Path, pipeline_class: str, size: int, steps: int, repeat: int
     return {"seconds_per_image": min(seconds), "steps_per_s": max(r for r in rates if r), "peak_gib": peak}
 
 
-def served(models: Path, steps: int, repeat: int, device: str, sizes: dict[str, int], extra: list[str]) -> dict:
-    """(c) or (d): PICO served end to end, one warm server for every model (``sizes``: name -> pixels)."""
+def served(models: Path, steps: int, repeat: int, device: str, sizes: dict[str, int], extra: list[str],
+           record: Any) -> None:
+    """(c) to (e): PICO served end to end, one warm server for every model (``sizes``: name -> pixels).
+
+    ``record(name, result)`` gets each model's result as soon as it is measured.
+    """
     preload = [arg for name in sizes for arg in ("--preload", CASES[name][0])]
-    results = {}
     with Server("--models-dir", str(models), "--device", device, "--max-models", "2", *preload, *extra) as server:
         for name, size in sizes.items():
             model = CASES[name][0]
@@ -114,9 +120,8 @@ def served(models: Path, steps: int, repeat: int, device: str, sizes: dict[str, 
                 rates.append(job["StepsPerSecond"])
             metrics = server.request("GET", "/metrics")[2].decode()
             peak = re.search(r"^pico_gpu_memory_peak_bytes (\S+)$", metrics, re.M)
-            results[name] = {"seconds_per_image": min(seconds), "steps_per_s": max(rates),
-                             "peak_gib": float(peak.group(1)) / 2**30 if peak else None}
-    return results
+            record(name, {"seconds_per_image": min(seconds), "steps_per_s": max(rates),
+                          "peak_gib": float(peak.group(1)) / 2**30 if peak else None})
 
 
 def main() -> None:
@@ -127,8 +132,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--model", choices=list(CASES), action="append", help="repeatable; default: both")
     parser.add_argument("--tiny", action="store_true", help="tiny models on the CPU: proves the script runs")
-    parser.add_argument("--skip", action="append", default=[], choices=["original", "plain", "served", "speedups"])
-    parser.add_argument("--compile-mode", default="default", help="torch.compile mode for row d")
+    parser.add_argument("--skip", action="append", default=[],
+                        choices=["original", "plain", "served", "speedups", "compile"])
+    parser.add_argument("--compile-mode", default="default", help="torch.compile mode for row e")
     args = parser.parse_args()
 
     import torch
@@ -141,47 +147,66 @@ def main() -> None:
     if args.tiny:
         models = tiny_models()
         sizes = {name: 64 for name in names}
-        speedups = ["--channels-last", "--fuse-qkv"]  # compiling on a CPU takes longer than the whole run
+        speedups = SPEEDUPS[:2]
+        compiled: list[str] = []  # compiling on a CPU takes longer than the whole run
     else:
         from benchmarks.fullsize import write_full_size_models
 
-        write_full_size_models(args.work)
+        write_full_size_models(args.work, only=[SD1_MODEL, SDXL_MODEL, SDXL_FP16_VAE])
         models = args.work
         sizes = {name: CASES[name][2] for name in names}
-        speedups = [*SPEEDUPS, "--compile-mode", args.compile_mode]
+        speedups = SPEEDUPS
+        compiled = [*SPEEDUPS, "--compile", "--compile-mode", args.compile_mode]
     print(f"models ready in {time.perf_counter() - started:.0f} s", flush=True)
     rows: dict[str, dict[str, Any]] = {name: {} for name in names}
+    with_sizes = [f"{name} {sizes[name]}px" for name in names]
+    base = {"machine": machine(), "steps": args.steps, "device": device, "models": with_sizes}
+
+    def record(label: str):
+        def keep(name: str, result: dict) -> None:
+            rows[name][label] = result
+            print(f"{name} | {label} | {result}", flush=True)
+            # written after every row, so a run cut short still leaves what it measured
+            report(rows, names, sizes, args, {**base, "rows": rows})
+        return keep
+
     for name in names:
         model, pipeline_class, _ = CASES[name]
         size = sizes[name]
-        if "original" not in args.skip:
-            rows[name]["a. original (load + offload per request)"] = direct(
-                models / model, pipeline_class, size, args.steps, max(1, args.repeat - 1), device, True)
         if "plain" not in args.skip:
-            rows[name]["b. plain Diffusers, resident (SDPA)"] = direct(
-                models / model, pipeline_class, size, args.steps, args.repeat, device, False)
-        print(f"{name}: direct runs done at {time.perf_counter() - started:.0f} s", flush=True)
-    with_sizes = [f"{name} {sizes[name]}px" for name in names]
-    if "served" not in args.skip:
-        for name, result in served(models, args.steps, args.repeat, device, sizes, []).items():
-            rows[name]["c. PICO served, warm"] = result
-    if "speedups" not in args.skip:
-        for name, result in served(models, args.steps, args.repeat, device, sizes, speedups).items():
-            rows[name][f"d. PICO served + {' '.join(speedups)}"] = result
+            record("b. plain Diffusers, resident (SDPA)")(name, direct(
+                models / model, pipeline_class, size, args.steps, args.repeat, device, False))
+        if "original" not in args.skip:
+            record("a. original (load + offload per request)")(name, direct(
+                models / model, pipeline_class, size, args.steps, max(1, args.repeat - 1), device, True))
+    phases = [("served", "c. PICO served, warm", [])]
+    if speedups:
+        phases.append(("speedups", f"d. PICO served + {' '.join(speedups)}", speedups))
+    if compiled:
+        phases.append(("compile", f"e. PICO served + {' '.join(compiled)}", compiled))
+    for key, label, extra in phases:
+        if key in args.skip:
+            continue
+        if key == "compile":  # one server per model: a long compile of one keeps the other's result
+            for name in names:
+                served(models, args.steps, args.repeat, device, {name: sizes[name]}, extra, record(label))
+        else:
+            served(models, args.steps, args.repeat, device, sizes, extra, record(label))
     print(f"all done at {time.perf_counter() - started:.0f} s", flush=True)
 
-    results = {"machine": machine(), "steps": args.steps, "device": device, "models": with_sizes, "rows": rows}
+
+def report(rows: dict, names: list[str], sizes: dict[str, int], args: argparse.Namespace, results: dict) -> None:
+    """Write the rows measured so far as JSON and a markdown table (rows in a-e order)."""
     lines = []
     for name in names:
-        for label, result in rows[name].items():
+        for label, result in sorted(rows[name].items()):
             peak = f"{result['peak_gib']:.1f}" if result.get("peak_gib") is not None else "n/a"
-            lines.append([f"{name} {sizes[name]}x{sizes[name]}", label, result["seconds_per_image"],
-                          result["steps_per_s"], peak])
+            rate = f"{result['steps_per_s']:.1f}" if result.get("steps_per_s") else "n/a"
+            lines.append([f"{name} {sizes[name]}x{sizes[name]}", label, f"{result['seconds_per_image']:.3f}",
+                          rate, peak])
     markdown = table(["model", f"how ({args.steps} steps, {'float32 CPU' if args.tiny else 'float16'})",
-                      "s / image", "steps / s", "peak GiB"], [
-        [m, how, f"{s:.3f}", f"{r:.1f}" if r else "n/a", p] for m, how, s, r, p in lines])
+                      "s / image", "steps / s", "peak GiB"], lines)
     write_results("gpu-tiny" if args.tiny else "gpu", results, markdown, args.out)
-
 
 if __name__ == "__main__":
     main()

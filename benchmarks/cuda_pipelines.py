@@ -1,0 +1,150 @@
+"""Every PICO pipeline on CUDA in float16 at real model sizes, served end to end.
+
+One `pico serve` over the full-size random-weight models (benchmarks/fullsize.py) answers
+each route's request twice: the first pays the model load, the second is warm. Each answer
+is checked (HTTP 200, the image's size, float16 in its metadata); the table reports both
+timings, the denoising rate and the server's peak GPU memory. A last row runs the CLI as a
+subprocess, loading from disk, to show the one-off path on CUDA too.
+
+    python benchmarks/fullsize.py --root /tmp/pico-full
+    python benchmarks/cuda_pipelines.py --models /tmp/pico-full --out benchmarks/results
+
+``--tiny`` runs the same checks on the tiny models on the CPU (float32, 64 px).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import ROOT, Server, machine, table, tiny_models, write_results  # noqa: E402
+
+
+def _png(size: int, mode: str = "RGB", fill: Any = (200, 120, 60)) -> str:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new(mode, (size, size), fill).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def cases(steps: int, tiny: bool) -> list[tuple[str, str, dict, int]]:
+    """(label, route, body, expected image side) for every pipeline and the request options that matter."""
+    sd, sd2, sdxl = (64, 64, 64) if tiny else (512, 768, 1024)
+    image, mask = _png(sd), _png(sd, "L", 255)
+    base = {"Phrase": "ginger cat", "Steps": steps, "Seed": 7}
+    return [
+        ("SD 1.5 text-to-image", "stable-diffusion", base, sd),
+        ("SD 1.5, 4 images", "stable-diffusion", {**base, "Total": 4}, sd),
+        ("SD 1.5, VaeType ema", "stable-diffusion", {**base, "VaeType": "ema"}, sd),
+        ("SD 2.1 text-to-image (DPM-Solver)", "stable-diffusion-2", base, sd2),
+        ("SDXL text-to-image", "stable-diffusion-xl", base, sdxl),
+        ("SD 1.5 image-to-image (Strength 0.8)", "stable-diffusion-image-to-image",
+         {**base, "ImageBase64": image, "Strength": 0.8}, sd),
+        ("SD 1.5 inpainting", "stable-diffusion-inpaint", {**base, "ImageBase64": image, "MaskImageBase64": mask},
+         sd),
+        ("image variation", "stable-diffusion-image-variation", {"ImageBase64": image, "Steps": steps, "Seed": 7},
+         sd),
+    ]
+
+
+def check_answer(status: int, payload: bytes, side: int, total: int, device: str) -> str:
+    """'' when the answer holds ``total`` images of ``side`` pixels made on ``device``, else what is wrong."""
+    from PIL import Image
+
+    if status != 200:
+        return f"HTTP {status}: {payload[:300]!r}"
+    body = json.loads(payload)
+    if len(body["Images"]) != total:
+        return f"{len(body['Images'])} images, expected {total}"
+    for item in body["Images"]:
+        size = Image.open(io.BytesIO(base64.b64decode(item["ImageBase64"]))).size
+        if size != (side, side):
+            return f"image is {size}, expected {side}x{side}"
+    meta = body["Images"][0]["Metadata"]
+    if device == "cuda" and meta.get("Precision") != "half":
+        return f"not float16: {meta}"
+    return ""
+
+
+def run(models: Path, steps: int, device: str, tiny: bool) -> tuple[list[list[Any]], dict]:
+    rows, failures = [], []
+    with Server("--models-dir", str(models), "--device", device, "--max-models", "8") as server:
+        for label, route, body, side in cases(steps, tiny):
+            timings, rate, problem = [], None, ""
+            for _ in range(2):  # the first answer pays the model load, the second is warm
+                started = time.perf_counter()
+                status, headers, payload = server.request("POST", f"/api/v1/{route}", body)
+                timings.append(time.perf_counter() - started)
+                problem = check_answer(status, payload, side, body.get("Total", 1), device)
+                if problem:
+                    break
+                job = json.loads(server.request("GET", f"/api/v1/jobs/{headers['X-Pico-Job']}")[2])
+                rate = job["StepsPerSecond"]
+            if problem:
+                failures.append(f"{label}: {problem}")
+            rows.append([label, f"{side}x{side}", "FAILED: " + problem if problem else "ok",
+                         f"{timings[0]:.2f}", f"{timings[1]:.2f}" if len(timings) > 1 else "n/a",
+                         f"{rate:.1f}" if rate else "n/a"])
+            print(rows[-1], flush=True)
+        metrics = server.request("GET", "/metrics")[2].decode()
+        status_body = json.loads(server.request("GET", "/api/v1/status")[2])
+    peak = re.search(r"^pico_gpu_memory_peak_bytes (\S+)$", metrics, re.M)
+    extra = {"peak_gib": float(peak.group(1)) / 2**30 if peak else None,
+             "loaded_models": status_body["LoadedModels"], "device": status_body["Device"], "failures": failures}
+    return rows, extra
+
+
+def run_cli(models: Path, steps: int, device: str, out: Path) -> list[Any]:
+    """The one-off path: `pico stable-diffusion` as a subprocess, loading the model from disk."""
+    folder = out / "cli"
+    command = [sys.executable, "-m", "pico", "stable-diffusion", "ginger cat", "--models-dir", str(models),
+               "--device", device, "--steps", str(steps), "--seed", "7", "--quiet", "--out", str(folder)]
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    seconds = time.perf_counter() - started
+    written = [line for line in done.stdout.splitlines() if line.endswith(".png")]
+    ok = done.returncode == 0 and len(written) == 1
+    for path in written:  # keep only the path: the image of random weights is noise
+        Path(path).unlink(missing_ok=True)
+    return ["CLI: pico stable-diffusion (process start + load + generate)", "default",
+            "ok" if ok else f"FAILED: exit {done.returncode}: {done.stderr[-300:]}", f"{seconds:.2f}", "n/a", "n/a"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", type=Path, default=Path("/tmp/pico-full"))
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--steps", type=int, default=25)
+    parser.add_argument("--tiny", action="store_true", help="tiny models on the CPU: proves the script runs")
+    args = parser.parse_args()
+
+    device = "cpu" if args.tiny else "cuda"
+    models = tiny_models() if args.tiny else args.models
+    rows, extra = run(models, args.steps, device, args.tiny)
+    rows.append(run_cli(models, args.steps, device, args.out or ROOT / ".cache"))
+    print(rows[-1], flush=True)
+    peak = f"{extra['peak_gib']:.1f}" if extra["peak_gib"] is not None else "n/a"
+    markdown = table(["request", "size", "result", "first s (load + generate)", "warm s", "steps / s"], rows)
+    markdown += f"\n\nServer peak GPU memory: {peak} GiB; device {extra['device']}; " \
+                f"{len(extra['loaded_models'])} models resident at the end."
+    results = {"machine": machine(), "steps": args.steps, "device": device, "rows": rows, **extra}
+    write_results("cuda-pipelines-tiny" if args.tiny else "cuda-pipelines", results, markdown, args.out)
+    if extra["failures"] or any(str(row[2]).startswith("FAILED") for row in rows):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

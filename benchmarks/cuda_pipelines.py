@@ -22,6 +22,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -106,19 +107,17 @@ def run(models: Path, steps: int, device: str, tiny: bool) -> tuple[list[list[An
     return rows, extra
 
 
-def run_cli(models: Path, steps: int, device: str, out: Path) -> list[Any]:
+def run_cli(models: Path, steps: int, device: str) -> list[Any]:
     """The one-off path: `pico stable-diffusion` as a subprocess, loading the model from disk."""
-    folder = out / "cli"
-    command = [sys.executable, "-m", "pico", "stable-diffusion", "ginger cat", "--models-dir", str(models),
-               "--device", device, "--steps", str(steps), "--seed", "7", "--quiet", "--out", str(folder)]
-    started = time.perf_counter()
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    seconds = time.perf_counter() - started
-    written = [line for line in done.stdout.splitlines() if line.endswith(".png")]
+    with tempfile.TemporaryDirectory() as folder:  # the image of random weights is noise: not kept
+        command = [sys.executable, "-m", "pico", "stable-diffusion", "ginger cat", "--models-dir", str(models),
+                   "--device", device, "--steps", str(steps), "--seed", "7", "--quiet", "--out", folder]
+        started = time.perf_counter()
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
+                              env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        seconds = time.perf_counter() - started
+        written = [line for line in done.stdout.splitlines() if line.endswith(".png") and Path(line).is_file()]
     ok = done.returncode == 0 and len(written) == 1
-    for path in written:  # keep only the path: the image of random weights is noise
-        Path(path).unlink(missing_ok=True)
     return ["CLI: pico stable-diffusion (process start + load + generate)", "default",
             "ok" if ok else f"FAILED: exit {done.returncode}: {done.stderr[-300:]}", f"{seconds:.2f}", "n/a", "n/a"]
 
@@ -134,7 +133,7 @@ def main() -> None:
     device = "cpu" if args.tiny else "cuda"
     models = tiny_models() if args.tiny else args.models
     rows, extra = run(models, args.steps, device, args.tiny)
-    rows.append(run_cli(models, args.steps, device, args.out or ROOT / ".cache"))
+    rows.append(run_cli(models, args.steps, device))
     print(rows[-1], flush=True)
     peak = f"{extra['peak_gib']:.1f}" if extra["peak_gib"] is not None else "n/a"
     markdown = table(["request", "size", "result", "first s (load + generate)", "warm s", "steps / s"], rows)

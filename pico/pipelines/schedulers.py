@@ -34,7 +34,7 @@ SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
     "LMS Karras": ("LMSDiscreteScheduler", KARRAS),
     "DDIM": ("DDIMScheduler", {}),
     "DDPM": ("DDPMScheduler", {}),
-    "PNDM": ("PNDMScheduler", {}),
+    "PNDM": ("PNDMScheduler", {"skip_prk_steps": True}),  # as every SD model ships it; PRK needs 4+ steps
     "UniPC": ("UniPCMultistepScheduler", {}),
     "DEIS": ("DEISMultistepScheduler", {}),
 }

@@ -11,6 +11,7 @@ from pico.config import Settings
 from pico.errors import InvalidRequest, ModelUnavailable, OutOfMemory
 from pico.pipelines.engine import Engine
 from pico.pipelines.registry import RUNNERS, find_runner
+from pico.pipelines.schedulers import SCHEDULER_NAMES
 from pico.schemas.requests import (
     StableDiffusion2Request,
     StableDiffusionImageToImageRequest,
@@ -69,6 +70,14 @@ def test_metadata_of_text_to_image(engine):
         "Seed": 7, "Index": 0, "Width": 64, "Height": 64,
     }]
     assert generation.warnings == []
+
+
+@pytest.mark.parametrize("scheduler", SCHEDULER_NAMES)
+@pytest.mark.parametrize("cls", [StableDiffusion2Request, StableDiffusionXlRequest])
+def test_every_scheduler_runs_on_models_that_ship_another(engine, cls, scheduler):
+    # Built from the SD 2 (DDIM) and SDXL (Euler) configs; PNDM once needed 4+ steps there (PRK).
+    generation = engine.generate(request(cls, Phrase="cat", Seed=1, Steps=1, Scheduler=scheduler))
+    assert [m["Scheduler"] for m in generation.metadata] == [scheduler]
 
 
 def test_same_seed_same_pixels_other_seed_other_pixels(engine):

@@ -210,9 +210,16 @@ class StableDiffusionImageToImageRequest(StableDiffusionRequest):
     strength: float = _strength(0.8)
 
     def validate(self, max_pixels: int) -> None:
-        """As the base, and Strength must leave at least one denoising step."""
+        """As the base; Strength must leave a denoising step, and the input must give an image size."""
         check_denoising_steps(self.step_count(), self.strength)
         super().validate(max_pixels)
+        width, height = self.images["ImageBase64"].size
+        if self.width is None and min(width, height) < 8:
+            raise InvalidRequest(
+                f"ImageBase64 is {width}x{height}; image-to-image draws at the input's size rounded down to a "
+                "multiple of 8, so each side needs at least 8 pixels", field="ImageBase64",
+                hint="Send a larger image, or give Width and Height to resize it.",
+            )
 
 
 @dataclass(kw_only=True)

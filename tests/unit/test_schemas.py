@@ -231,3 +231,15 @@ def test_one_denoising_step_is_enough(steps, strength):
     request = parse(StableDiffusionImageToImageRequest,
                     {"Phrase": "x", "ImageBase64": b64(png_bytes()), "Steps": steps, "Strength": strength})
     assert int(request.step_count() * request.strength) == 1
+
+
+def test_image_to_image_needs_an_input_that_gives_an_image_size():
+    tiny = b64(png_bytes((7, 64)))
+    error = error_of(StableDiffusionImageToImageRequest, {"Phrase": "x", "ImageBase64": tiny})
+    assert (error.field, error.message, error.hint) == (
+        "ImageBase64",
+        "ImageBase64 is 7x64; image-to-image draws at the input's size rounded down to a multiple of 8, "
+        "so each side needs at least 8 pixels",
+        "Send a larger image, or give Width and Height to resize it.")
+    resized = parse(StableDiffusionImageToImageRequest, {"Phrase": "x", "ImageBase64": tiny, "Width": 64, "Height": 64})
+    assert resized.images["ImageBase64"].size == (7, 64)  # resized to Width x Height by the runner

@@ -193,8 +193,7 @@ def check_denoising_steps(steps: int, strength: float) -> None:
     fewest = math.ceil(1 / strength)
     while int(fewest * strength) < 1:  # float rounding: 3 x 0.3333 is below 1
         fewest += 1
-    steps_hint = (f"Raise Steps to at least {fewest} (or Quality to at least {fewest / MAX_STEPS:g}), or "
-                  if fewest <= MAX_STEPS else "Raise ")
+    steps_hint = f"Raise Steps to at least {fewest}, or " if fewest <= MAX_STEPS else "Raise "
     raise InvalidRequest(
         f"Strength {strength:g} with {steps} step{'s' if steps != 1 else ''} leaves no denoising step to run "
         f"(int({steps} x {strength:g}) = 0)", field="Strength",

@@ -46,6 +46,7 @@ from pico.server.a1111_schemas import (
     Txt2ImgRequest,
 )
 from pico.server.api import encoded_images, read_json_body, run_jobs, send_json
+from pico.server.errors import in_protocol_terms
 from pico.server.openapi import RouteDoc
 
 if TYPE_CHECKING:
@@ -194,20 +195,9 @@ def pico_request(service: "Service", runner: Runner, request: Txt2ImgRequest, mo
     try:
         pico = runner.request_type.parse(body, service.settings.max_pixels, images=images)
     except InvalidRequest as exc:
-        raise renamed(exc) from None
+        raise in_protocol_terms(exc, A1111_FIELDS) from None
     pico.phrase = request.prompt
     return pico
-
-
-def renamed(error: InvalidRequest) -> InvalidRequest:
-    """A PICO validation error as the A1111 field it came from."""
-    name = A1111_FIELDS.get(error.field or "")
-    if name is None:
-        return error
-    message = error.message.replace("Width x Height", "width x height")
-    if message.startswith(error.field):
-        message = name + message[len(error.field):]
-    return InvalidRequest(message, field=name, hint=error.hint)
 
 
 def sampler_for(request: Txt2ImgRequest) -> str:

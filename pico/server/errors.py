@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import traceback
 
 import bottle
@@ -25,6 +26,22 @@ from pico.errors import (
 )
 
 log = logging.getLogger("pico")
+
+
+def in_protocol_terms(error: PicoError, names: dict[str, str]) -> PicoError:
+    """``error``, in place, with PICO field names replaced by those a protocol's client sent (``names``).
+
+    The field is renamed; in the message and hint, whole words are renamed where the mapping is
+    one to one (OpenAI's ``size`` stands for both Width and Height, so those words stay).
+    """
+    targets = list(names.values())
+    words = {pico: theirs for pico, theirs in names.items() if targets.count(theirs) == 1}
+    pattern = re.compile(r"\b(" + "|".join(map(re.escape, words)) + r")\b")
+    error.field = names.get(error.field or "", error.field)
+    error.message = pattern.sub(lambda match: words[match.group(1)], error.message)
+    if error.hint:
+        error.hint = pattern.sub(lambda match: words[match.group(1)], error.hint)
+    return error
 
 
 def style_for(path: str) -> str:

@@ -31,6 +31,7 @@ from pico.schemas.images import FORMATS, MIME_TYPES, open_image, to_base64
 from pico.schemas.requests import MAX_PHRASE_CHARS, MAX_SEED, MAX_STEPS, MAX_TOTAL
 from pico.server.api import encoded_images, read_json_body, run_job, send_json
 from pico.server.body import read_body
+from pico.server.errors import in_protocol_terms
 from pico.server.openapi import RouteDoc
 
 if TYPE_CHECKING:
@@ -233,8 +234,7 @@ def _translate(service: "Service", kind: str, request: Any, files: dict[str, byt
         pico_request = runner.request_type.parse({k: v for k, v in body.items() if v is not None},
                                                  service.settings.max_pixels, images=images)
     except PicoError as exc:
-        exc.field = PARAMS.get(exc.field or "", exc.field)
-        raise
+        raise in_protocol_terms(exc, PARAMS) from None
     return runner, pico_request
 
 

@@ -14,6 +14,7 @@ from pico.pipelines.models import SD1_INPAINT_MODEL, SD1_MODEL, SD2_MODEL, SDXL_
 from pico.pipelines.schedulers import SCHEDULERS
 from pico.server.a1111 import EMPTY_LISTS, a1111_mask
 from pico.server.a1111_schemas import Img2ImgRequest
+from tests.conftest import b64, png_bytes
 
 SMALL = {"width": 64, "height": 64, "steps": 2}
 LONG = 250  # the most steps a request may ask: seconds on the tiny models, so an interrupt must end it
@@ -239,6 +240,14 @@ def test_img2img_needs_an_init_image(server):
     reply = server.post("/sdapi/v1/img2img", {"prompt": "x", "init_images": ["bm90IGFuIGltYWdl"], **SMALL})
     assert (reply.status, reply.json["error"]) == (422, "INVALID_REQUEST")
     assert reply.json["detail"].startswith("init_images is not an image")
+
+
+def test_img2img_errors_speak_a1111_names_in_message_and_hint(server):
+    reply = server.post("/sdapi/v1/img2img", {"prompt": "x", "init_images": [b64(png_bytes())], **SMALL, "steps": 1})
+    assert (reply.status, reply.json) == (422, {
+        "error": "INVALID_REQUEST", "body": "",
+        "detail": "denoising_strength 0.75 with 1 step leaves no denoising step to run (int(1 x 0.75) = 0)",
+        "errors": "Raise steps to at least 2, or denoising_strength to at least 1."})
 
 
 def test_lists_of_features_pico_lacks_are_empty(api, server):

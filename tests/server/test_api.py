@@ -120,7 +120,7 @@ def test_422_when_strength_leaves_no_denoising_step(server):
     assert reply.json == {"Error": {
         "Code": "INVALID_REQUEST", "Field": "Strength",
         "Message": "Strength 0.8 with 1 step leaves no denoising step to run (int(1 x 0.8) = 0)",
-        "Hint": "Raise Steps to at least 2 (or Quality to at least 0.008), or Strength to at least 1."}}
+        "Hint": "Raise Steps to at least 2, or Strength to at least 1."}}
     assert server.post("/api/v1/stable-diffusion-image-to-image", {**body, "Steps": 2}).status == 200
 
 

@@ -119,6 +119,14 @@ def test_bad_input_is_400_bad_request_and_not_retried(client, server):
     assert caught.value.body["param"] == "image"
 
 
+def test_errors_speak_openai_parameter_names(client):
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.images.edit(image=png_file(), prompt="cat", extra_body={"steps": 1, "strength": 0.5})
+    assert caught.value.body["param"] == "strength"
+    assert caught.value.body["message"] == ("strength 0.5 with 1 step leaves no denoising step to run "
+                                            "(int(1 x 0.5) = 0) (Raise steps to at least 2, or strength to at least 1.)")
+
+
 def test_unknown_model_is_a_permission_or_not_found_error(client):
     with pytest.raises(openai.PermissionDeniedError) as caught:
         client.images.generate(prompt="cat", model="someone/else")

@@ -107,6 +107,29 @@ def precision_name(dtype: "torch.dtype") -> str:
     return "half" if dtype == torch.float16 else "full"
 
 
+def keep_vae_in_float32(vae: Any) -> None:
+    """Cast a half-precision VAE that SDXL pipelines upcast on every call to float32, for good.
+
+    SDXL's own VAE overflows in float16, so Diffusers casts it to float32 around every encode
+    and decode and back afterwards, in place. Concurrent calls share that module: one call's
+    cast back broke another's decode. Cast once instead, and let the VAE's parts cast their
+    half-precision inputs up: the same arithmetic, for 160 MB more memory.
+    """
+    import torch
+
+    if vae.dtype != torch.float16 or not vae.config.get("force_upcast", False):
+        return
+    vae.to(dtype=torch.float32)
+    vae.register_to_config(force_upcast=False)
+    for part in (vae.encoder, vae.quant_conv, vae.post_quant_conv, vae.decoder):
+        if part is not None:
+            part.register_forward_pre_hook(_inputs_to_float32)
+
+
+def _inputs_to_float32(_module: Any, args: tuple) -> tuple:
+    return tuple(arg.float() if getattr(arg, "is_floating_point", lambda: False)() else arg for arg in args)
+
+
 def pick_seeds(seed: int | None, total: int) -> list[int]:
     """One seed per image: ``seed``, ``seed``+1, ... (a random start when seed is null or -1)."""
     start = secrets.randbelow(MAX_SEED + 1) if seed is None or seed < 0 else seed

@@ -81,6 +81,13 @@ class Settings:
             raise InvalidRequest(
                 f"offload must be one of {', '.join(OFFLOAD_MODES)}, got {self.offload!r}", field="offload"
             )
+        if self.offload != "none" and self.threadsmax > 1:
+            # Offload hooks move a model's shared weights between CPU and GPU during a call:
+            # a second call on the same weights finds them moved from under it.
+            raise InvalidRequest(
+                f"--offload {self.offload} runs one generation at a time; got --threadsmax {self.threadsmax}",
+                field="threadsmax", hint="Use --threadsmax 1 with --offload (and --queue N to let requests wait).",
+            )
         device = self.device
         if not (device in ("auto", "cpu", "cuda", "mps") or (device.startswith("cuda:") and device[5:].isdigit())):
             raise InvalidRequest(f"device must be {DEVICES_HELP}; got {device!r}", field="device")

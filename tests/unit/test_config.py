@@ -53,6 +53,8 @@ def test_every_serve_flag_names_its_environment_variable_and_sets_a_setting():
     ({"PICO_PORT": "70000"}, "--port must be between 0 and 65535, got 70000"),
     ({"PICO_THREADSMAX": "0"}, "--threadsmax must be between 1 and 64, got 0"),
     ({"PICO_OFFLOAD": "disk"}, "offload must be one of none, model, sequential, got 'disk'"),
+    ({"PICO_OFFLOAD": "model", "PICO_THREADSMAX": "2"},
+     "--offload model runs one generation at a time; got --threadsmax 2"),
     ({"PICO_DEVICE": "tpu"}, "device must be auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps; got 'tpu'"),
 ])
 def test_bad_values_are_named(env, message):

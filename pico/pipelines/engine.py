@@ -33,7 +33,8 @@ from pico.pipelines.base import (
 from pico.pipelines.loader import ModelCache, ModelResolver, canonical, load_pipeline, load_vae
 from pico.pipelines.models import VAE_MODELS, model_id
 from pico.pipelines.registry import runner_for, text_to_image_runner
-from pico.pipelines.speedups import is_sdxl, speed_up
+from pico.pipelines.speedups import CUDA_GRAPH_MODES, is_sdxl, speed_up
+from pico.pipelines.threads import GenerationThreads
 from pico.schemas.requests import GenerationRequest
 
 log = logging.getLogger("pico")
@@ -72,6 +73,9 @@ class Engine:
         self._vaes: dict[tuple[str, Any], Any] = {}
         self._vae_lock = threading.Lock()
         self.xformers = settings.xformers and _xformers_usable(self.device)
+        # CUDA graphs belong to the thread that recorded them: keep generations on one thread per slot.
+        self.threads = GenerationThreads(settings.threadsmax) \
+            if settings.compile and settings.compile_mode in CUDA_GRAPH_MODES else None
         if settings.offload != "none" and self.device.type == "cpu":
             log.warning("--offload %s has no effect on the CPU; ignoring it", settings.offload)
 
@@ -82,6 +86,12 @@ class Engine:
     def generate_batch(self, requests: list[GenerationRequest],
                        on_step: StepCallback | None = None) -> list[Generation]:
         """Generate several requests that share a batch key in one pipeline call; one Generation each."""
+        if self.threads is not None:
+            return self.threads.call(lambda step: self._generate_batch(requests, step), on_step)
+        return self._generate_batch(requests, on_step)
+
+    def _generate_batch(self, requests: list[GenerationRequest],
+                        on_step: StepCallback | None) -> list[Generation]:
         first = requests[0]
         runner = runner_for(first)
         dtype, precision_note = pick_dtype(first.precision, self.device)
@@ -138,6 +148,8 @@ class Engine:
 
     def close(self) -> None:
         """Release every idle model and the device memory it held."""
+        if self.threads is not None:
+            self.threads.close()
         self.cache.clear()
         self._vaes.clear()
         free_device_memory(self.device)

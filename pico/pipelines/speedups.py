@@ -16,6 +16,8 @@ from typing import Any
 
 log = logging.getLogger("pico")
 
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")  # torch.compile modes that record CUDA graphs
+
 def speed_up(pipe: Any, *, channels_last: bool, fuse_qkv: bool, compile_mode: str | None) -> None:
     """Apply the chosen speed-ups to a freshly loaded pipeline, in place (derived pipelines share them)."""
     import torch

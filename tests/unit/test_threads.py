@@ -1,0 +1,72 @@
+"""Generations on fixed threads, as the CUDA-graph compile modes need (pico/pipelines/threads.py)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from pico.config import Settings
+from pico.errors import Cancelled
+from pico.pipelines.engine import Engine
+from pico.pipelines.threads import GenerationThreads
+
+
+def test_every_call_runs_on_the_same_named_thread_and_steps_reach_the_caller():
+    threads = GenerationThreads(1)
+    seen_steps = []
+
+    def generate(step):
+        step(1, 2)
+        return threading.current_thread().name
+
+    names = {threads.call(generate, lambda done, total: seen_steps.append((done, total))) for _ in range(3)}
+    threads.close()
+    assert len(names) == 1 and names.pop().startswith("pico-generate")
+    assert seen_steps == [(1, 2)] * 3
+
+
+def test_errors_come_back_to_the_caller():
+    threads = GenerationThreads(1)
+
+    def generate(_step):
+        raise ValueError("broken")
+
+    with pytest.raises(ValueError, match="broken"):
+        threads.call(generate, None)
+    threads.close()
+
+
+def test_a_caller_that_stops_waiting_stops_the_generation_at_its_next_step():
+    threads, outcome, started = GenerationThreads(1), [], threading.Event()
+
+    def generate(step):
+        started.set()
+        try:
+            for done in range(1, 1000):
+                time.sleep(0.01)
+                step(done, 1000)
+            outcome.append("finished")
+        except Cancelled as exc:
+            outcome.append(exc.message)
+            raise
+
+    threading.Thread(target=lambda: (started.wait(10), os.kill(os.getpid(), signal.SIGINT))).start()
+    with pytest.raises(KeyboardInterrupt):  # Ctrl-C in `pico stable-diffusion ...`
+        threads.call(generate, None)
+    threads.close()
+    deadline = time.monotonic() + 10
+    while not outcome and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert outcome == ["The caller stopped waiting for this generation"]
+
+
+@pytest.mark.parametrize("compile_mode, on_threads", [
+    ("default", False), ("max-autotune-no-cudagraphs", False), ("reduce-overhead", True), ("max-autotune", True)])
+def test_only_cuda_graph_modes_move_generations_to_their_own_threads(tiny_models, compile_mode, on_threads):
+    engine = Engine(Settings(models_dir=tiny_models, device="cpu", compile=True, compile_mode=compile_mode))
+    assert (engine.threads is not None) == on_threads
+    engine.close()

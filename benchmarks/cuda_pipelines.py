@@ -3,8 +3,9 @@
 One `pico serve` over the full-size random-weight models (benchmarks/fullsize.py) answers
 each route's request twice: the first pays the model load, the second is warm. Each answer
 is checked (HTTP 200, the image's size, float16 in its metadata); the table reports both
-timings, the denoising rate and the server's peak GPU memory. A last row runs the CLI as a
-subprocess, loading from disk, to show the one-off path on CUDA too.
+timings, the denoising rate and the server's peak GPU memory. Then two SDXL requests run at
+once on the server's two slots, sharing the weights; a last row runs the CLI as a subprocess,
+loading from disk, to show the one-off path on CUDA too.
 
     python benchmarks/fullsize.py --root /tmp/pico-full
     python benchmarks/cuda_pipelines.py --models /tmp/pico-full --out benchmarks/results
@@ -23,6 +24,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -81,7 +83,7 @@ def check_answer(status: int, payload: bytes, side: int, total: int, device: str
 
 def run(models: Path, steps: int, device: str, tiny: bool) -> tuple[list[list[Any]], dict]:
     rows, failures = [], []
-    with Server("--models-dir", str(models), "--device", device, "--max-models", "8") as server:
+    with Server("--models-dir", str(models), "--device", device, "--max-models", "8", "--threadsmax", "2") as server:
         for label, route, body, side in cases(steps, tiny):
             timings, rate, problem = [], None, ""
             for _ in range(2):  # the first answer pays the model load, the second is warm
@@ -99,12 +101,37 @@ def run(models: Path, steps: int, device: str, tiny: bool) -> tuple[list[list[An
                          f"{timings[0]:.2f}", f"{timings[1]:.2f}" if len(timings) > 1 else "n/a",
                          f"{rate:.1f}" if rate else "n/a"])
             print(rows[-1], flush=True)
+        rows.append(concurrent_pair(server, steps, 64 if tiny else 1024, device, failures))
+        print(rows[-1], flush=True)
         metrics = server.request("GET", "/metrics")[2].decode()
         status_body = json.loads(server.request("GET", "/api/v1/status")[2])
     peak = re.search(r"^pico_gpu_memory_peak_bytes (\S+)$", metrics, re.M)
     extra = {"peak_gib": float(peak.group(1)) / 2**30 if peak else None,
              "loaded_models": status_body["LoadedModels"], "device": status_body["Device"], "failures": failures}
     return rows, extra
+
+
+def concurrent_pair(server: Server, steps: int, side: int, device: str, failures: list[str]) -> list[Any]:
+    """Two SDXL requests at once on two slots: they share the model's weights (and its VAE)."""
+    answers: list[tuple[int, bytes]] = []
+    body = {"Phrase": "ginger cat", "Steps": steps, "Seed": 7}
+
+    def post() -> None:
+        status, _headers, payload = server.request("POST", "/api/v1/stable-diffusion-xl", body)
+        answers.append((status, payload))
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=post) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - started
+    problems = [p for p in (check_answer(status, payload, side, 1, device) for status, payload in answers) if p]
+    if problems:
+        failures.append(f"two SDXL at once: {problems[0]}")
+    return ["SDXL, two requests at once (--threadsmax 2)", f"{side}x{side}",
+            "FAILED: " + problems[0] if problems else "ok", "n/a", f"{seconds:.2f} (both)", "n/a"]
 
 
 def run_cli(models: Path, steps: int, device: str) -> list[Any]:

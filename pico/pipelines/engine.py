@@ -177,8 +177,9 @@ class Engine:
         pipe = load_pipeline(self.resolver.resolve(key.model_id), key.dtype, offline=_hub_offline(),
                              fault=self.faults.at_load if self.faults.active else None)
         self._place(pipe)
-        if is_sdxl(pipe) and not settings.sdxl_vae:  # with --sdxl-vae its own VAE goes unused
-            keep_vae_in_float32(pipe.vae)
+        # Not on MPS, where Diffusers casts the VAE to the latents' dtype in place before decoding.
+        if is_sdxl(pipe) and not settings.sdxl_vae and self.device.type == "cuda":
+            keep_vae_in_float32(pipe.vae)  # with --sdxl-vae its own VAE goes unused
         speed_up(pipe, channels_last=settings.channels_last, fuse_qkv=settings.fuse_qkv,
                  compile_mode=settings.compile_mode if settings.compile else None)
         gate = AttentionGate(lambda slicing: configure_attention(pipe, slicing, self.xformers, settings.fuse_qkv))
@@ -217,7 +218,7 @@ class Engine:
             vae = self._vaes.get((vae_id, dtype))
             if vae is None:
                 vae = load_vae(self.resolver.resolve(vae_id), dtype, offline=_hub_offline()).to(self.device)
-                if vae_type == "original":  # an --sdxl-vae that still asks for float32
+                if vae_type == "original" and self.device.type == "cuda":  # an --sdxl-vae asking for float32
                     keep_vae_in_float32(vae)
                 self._vaes[(vae_id, dtype)] = vae
             return vae

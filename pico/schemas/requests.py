@@ -183,6 +183,17 @@ def _strength(default: float) -> Any:
                               "int(steps x Strength) denoising steps run; at least one must.")
 
 
+def check_input_gives_a_size(request: GenerationRequest, pipeline: str) -> None:
+    """Refuse an input image too small to give an output size when Width and Height are left out."""
+    width, height = request.images["ImageBase64"].size
+    if request.width is None and min(width, height) < 8:
+        raise InvalidRequest(
+            f"ImageBase64 is {width}x{height}; {pipeline} draws at the input's size rounded down to a "
+            "multiple of 8, so each side needs at least 8 pixels", field="ImageBase64",
+            hint="Send a larger image, or give Width and Height to resize it.",
+        )
+
+
 def check_denoising_steps(steps: int, strength: float) -> None:
     """Refuse a Strength and step count that leave Diffusers no denoising step (it would crash)."""
     if int(steps * strength) >= 1:  # Diffusers runs int(num_inference_steps * strength) steps
@@ -190,10 +201,13 @@ def check_denoising_steps(steps: int, strength: float) -> None:
     if strength == 0:
         raise InvalidRequest("Strength 0 leaves the image as it is: there is nothing to generate",
                              field="Strength", hint="Use a Strength above 0 (0.1 changes the image a little).")
-    fewest = math.ceil(1 / strength)
-    while int(fewest * strength) < 1:  # float rounding: 3 x 0.3333 is below 1
-        fewest += 1
-    steps_hint = f"Raise Steps to at least {fewest}, or " if fewest <= MAX_STEPS else "Raise "
+    steps_hint = "Raise "
+    if strength * MAX_STEPS >= 1:  # else no step count in range can do it (and 1/strength may overflow)
+        fewest = math.ceil(1 / strength)
+        while int(fewest * strength) < 1 and fewest <= MAX_STEPS:  # float rounding: 3 x 0.3333 is below 1
+            fewest += 1
+        if fewest <= MAX_STEPS:
+            steps_hint = f"Raise Steps to at least {fewest}, or "
     raise InvalidRequest(
         f"Strength {strength:g} with {steps} step{'s' if steps != 1 else ''} leaves no denoising step to run "
         f"(int({steps} x {strength:g}) = 0)", field="Strength",
@@ -212,13 +226,7 @@ class StableDiffusionImageToImageRequest(StableDiffusionRequest):
         """As the base; Strength must leave a denoising step, and the input must give an image size."""
         check_denoising_steps(self.step_count(), self.strength)
         super().validate(max_pixels)
-        width, height = self.images["ImageBase64"].size
-        if self.width is None and min(width, height) < 8:
-            raise InvalidRequest(
-                f"ImageBase64 is {width}x{height}; image-to-image draws at the input's size rounded down to a "
-                "multiple of 8, so each side needs at least 8 pixels", field="ImageBase64",
-                hint="Send a larger image, or give Width and Height to resize it.",
-            )
+        check_input_gives_a_size(self, "image-to-image")
 
 
 @dataclass(kw_only=True)
@@ -236,6 +244,7 @@ class StableDiffusionInpaintRequest(StableDiffusionRequest):
         """As the base, and Strength must leave a denoising step; the mask is resized to the image's size."""
         check_denoising_steps(self.step_count(), self.strength)
         super().validate(max_pixels)
+        check_input_gives_a_size(self, "inpainting")
         image, mask = self.images["ImageBase64"], self.images["MaskImageBase64"]
         if mask.size != image.size:
             self.images["MaskImageBase64"] = mask.resize(image.size, Image.Resampling.NEAREST)

@@ -215,6 +215,12 @@ def test_truncated_image_is_refused():
     (StableDiffusionImageToImageRequest, {"Steps": 1, "Strength": 0.001},
      "Strength 0.001 with 1 step leaves no denoising step to run (int(1 x 0.001) = 0)",
      "Raise Strength to at least 1."),
+    (StableDiffusionImageToImageRequest, {"Steps": 1, "Strength": 1e-300},  # once looped for ever
+     "Strength 1e-300 with 1 step leaves no denoising step to run (int(1 x 1e-300) = 0)",
+     "Raise Strength to at least 1."),
+    (StableDiffusionInpaintRequest, {"Steps": 2, "Strength": 5e-324},  # 1 / Strength overflows
+     "Strength 4.94066e-324 with 2 steps leaves no denoising step to run (int(2 x 4.94066e-324) = 0)",
+     "Raise Strength to at least 0.5."),
     (StableDiffusionInpaintRequest, {"Strength": 0},
      "Strength 0 leaves the image as it is: there is nothing to generate",
      "Use a Strength above 0 (0.1 changes the image a little)."),
@@ -233,13 +239,15 @@ def test_one_denoising_step_is_enough(steps, strength):
     assert int(request.step_count() * request.strength) == 1
 
 
-def test_image_to_image_needs_an_input_that_gives_an_image_size():
+@pytest.mark.parametrize("cls, pipeline", [(StableDiffusionImageToImageRequest, "image-to-image"),
+                                           (StableDiffusionInpaintRequest, "inpainting")])
+def test_image_inputs_must_give_an_image_size(cls, pipeline):
     tiny = b64(png_bytes((7, 64)))
-    error = error_of(StableDiffusionImageToImageRequest, {"Phrase": "x", "ImageBase64": tiny})
+    error = error_of(cls, {"Phrase": "x", "ImageBase64": tiny, "MaskImageBase64": tiny})
     assert (error.field, error.message, error.hint) == (
         "ImageBase64",
-        "ImageBase64 is 7x64; image-to-image draws at the input's size rounded down to a multiple of 8, "
+        f"ImageBase64 is 7x64; {pipeline} draws at the input's size rounded down to a multiple of 8, "
         "so each side needs at least 8 pixels",
         "Send a larger image, or give Width and Height to resize it.")
-    resized = parse(StableDiffusionImageToImageRequest, {"Phrase": "x", "ImageBase64": tiny, "Width": 64, "Height": 64})
+    resized = parse(cls, {"Phrase": "x", "ImageBase64": tiny, "MaskImageBase64": tiny, "Width": 64, "Height": 64})
     assert resized.images["ImageBase64"].size == (7, 64)  # resized to Width x Height by the runner

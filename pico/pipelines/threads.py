@@ -9,9 +9,11 @@ one set of graphs per slot, recorded once.
 
 from __future__ import annotations
 
+import queue
 import threading
-from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, TypeVar
+from concurrent.futures import Future
+from collections.abc import Callable
+from typing import TypeVar
 
 from pico.errors import Cancelled
 from pico.pipelines.base import StepCallback
@@ -20,10 +22,26 @@ T = TypeVar("T")
 
 
 class GenerationThreads:
-    """Runs calls on at most ``count`` long-lived threads; the caller waits for the result."""
+    """Runs calls on ``count`` long-lived threads; the caller waits for the result.
+
+    Daemon threads, unlike ThreadPoolExecutor's: a CLI stopped by Ctrl-C during a model load or
+    a compile exits at once instead of waiting for it to finish.
+    """
 
     def __init__(self, count: int):
-        self._executor = ThreadPoolExecutor(max_workers=count, thread_name_prefix="pico-generate")
+        self._tasks: queue.SimpleQueue = queue.SimpleQueue()
+        self._count = count
+        for index in range(count):
+            threading.Thread(target=self._work, name=f"pico-generate-{index}", daemon=True).start()
+
+    def _work(self) -> None:
+        while (task := self._tasks.get()) is not None:
+            future, generate, step = task
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(generate(step))
+                except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                    future.set_exception(exc)
 
     def call(self, generate: Callable[[StepCallback], T], on_step: StepCallback | None) -> T:
         """``generate(step_callback)`` on a generation thread.
@@ -38,12 +56,16 @@ class GenerationThreads:
                 raise Cancelled("The caller stopped waiting for this generation")
             return bool(on_step(done, total)) if on_step is not None else False
 
-        try:  # submit inside: a Ctrl-C can land while submit returns, with the generation started
-            return self._executor.submit(generate, step).result()
+        future: Future = Future()
+        try:  # put inside: a Ctrl-C can land just after the generation was handed over
+            self._tasks.put((future, generate, step))
+            return future.result()
         except BaseException:
             abandoned.set()
+            future.cancel()  # not started yet: it never will
             raise
 
     def close(self) -> None:
         """Let the threads end once their calls are done."""
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        for _ in range(self._count):
+            self._tasks.put(None)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -70,3 +72,18 @@ def test_only_cuda_graph_modes_move_generations_to_their_own_threads(tiny_models
     engine = Engine(Settings(models_dir=tiny_models, device="cpu", compile=True, compile_mode=compile_mode))
     assert (engine.threads is not None) == on_threads
     engine.close()
+
+
+def test_ctrl_c_during_work_without_steps_exits_at_once():
+    # A model load or a compile has no steps to stop at; the process must not wait for it.
+    script = ("import time\nfrom pico.pipelines.threads import GenerationThreads\n"
+              "print('ready', flush=True)\nGenerationThreads(1).call(lambda step: time.sleep(60), None)\n")
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    assert process.stdout.readline() == "ready\n"
+    time.sleep(0.3)
+    started = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    _out, err = process.communicate(timeout=20)
+    assert time.monotonic() - started < 5
+    assert process.returncode == -signal.SIGINT and "KeyboardInterrupt" in err

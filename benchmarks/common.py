@@ -122,9 +122,10 @@ class Server:
             connection.close()
 
 
-def write_results(name: str, results: dict[str, Any], markdown: str, out: Path | None) -> None:
-    """Print the markdown table, and write both forms to ``out`` when given."""
-    print(markdown)
+def write_results(name: str, results: dict[str, Any], markdown: str, out: Path | None, quiet: bool = False) -> None:
+    """Print the markdown table (unless ``quiet``), and write both forms to ``out`` when given."""
+    if not quiet:
+        print(markdown)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / f"{name}.json").write_text(json.dumps(results, indent=2))

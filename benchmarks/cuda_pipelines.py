@@ -81,7 +81,8 @@ def check_answer(status: int, payload: bytes, side: int, total: int, device: str
     return ""
 
 
-def run(models: Path, steps: int, device: str, tiny: bool) -> tuple[list[list[Any]], dict]:
+def run(models: Path, steps: int, device: str, tiny: bool, keep: Any) -> tuple[list[list[Any]], dict]:
+    """Every case through one server; ``keep(rows)`` gets the rows so far after each one."""
     rows, failures = [], []
     with Server("--models-dir", str(models), "--device", device, "--max-models", "8", "--threadsmax", "2") as server:
         for label, route, body, side in cases(steps, tiny):
@@ -100,9 +101,9 @@ def run(models: Path, steps: int, device: str, tiny: bool) -> tuple[list[list[An
             rows.append([label, f"{side}x{side}", "FAILED: " + problem if problem else "ok",
                          f"{timings[0]:.2f}", f"{timings[1]:.2f}" if len(timings) > 1 else "n/a",
                          f"{rate:.1f}" if rate else "n/a"])
-            print(rows[-1], flush=True)
+            keep(rows)
         rows.append(concurrent_pair(server, steps, 64 if tiny else 1024, device, failures))
-        print(rows[-1], flush=True)
+        keep(rows)
         metrics = server.request("GET", "/metrics")[2].decode()
         status_body = json.loads(server.request("GET", "/api/v1/status")[2])
     peak = re.search(r"^pico_gpu_memory_peak_bytes (\S+)$", metrics, re.M)
@@ -128,6 +129,8 @@ def concurrent_pair(server: Server, steps: int, side: int, device: str, failures
         thread.join()
     seconds = time.perf_counter() - started
     problems = [p for p in (check_answer(status, payload, side, 1, device) for status, payload in answers) if p]
+    if len(answers) != 2:
+        problems.append(f"{2 - len(answers)} of the 2 requests got no answer")
     if problems:
         failures.append(f"two SDXL at once: {problems[0]}")
     return ["SDXL, two requests at once (--threadsmax 2)", f"{side}x{side}",
@@ -159,15 +162,23 @@ def main() -> None:
 
     device = "cpu" if args.tiny else "cuda"
     models = tiny_models() if args.tiny else args.models
-    rows, extra = run(models, args.steps, device, args.tiny)
+    name = "cuda-pipelines-tiny" if args.tiny else "cuda-pipelines"
+    base = {"machine": machine(), "steps": args.steps, "device": device}
+
+    def keep(rows: list[list[Any]], extra: dict | None = None) -> str:
+        # written after every row, so a run cut short still leaves what it checked
+        print(rows[-1], flush=True)
+        markdown = table(["request", "size", "result", "first s (load + generate)", "warm s", "steps / s"], rows)
+        if extra is not None:
+            peak = f"{extra['peak_gib']:.1f}" if extra["peak_gib"] is not None else "n/a"
+            markdown += f"\n\nServer peak GPU memory: {peak} GiB; device {extra['device']}; " \
+                        f"{len(extra['loaded_models'])} models resident at the end."
+        write_results(name, {**base, "rows": rows, **(extra or {})}, markdown, args.out, quiet=True)
+        return markdown
+
+    rows, extra = run(models, args.steps, device, args.tiny, keep)
     rows.append(run_cli(models, args.steps, device))
-    print(rows[-1], flush=True)
-    peak = f"{extra['peak_gib']:.1f}" if extra["peak_gib"] is not None else "n/a"
-    markdown = table(["request", "size", "result", "first s (load + generate)", "warm s", "steps / s"], rows)
-    markdown += f"\n\nServer peak GPU memory: {peak} GiB; device {extra['device']}; " \
-                f"{len(extra['loaded_models'])} models resident at the end."
-    results = {"machine": machine(), "steps": args.steps, "device": device, "rows": rows, **extra}
-    write_results("cuda-pipelines-tiny" if args.tiny else "cuda-pipelines", results, markdown, args.out)
+    print(keep(rows, extra), flush=True)
     if extra["failures"] or any(str(row[2]).startswith("FAILED") for row in rows):
         sys.exit(1)
 

@@ -56,6 +56,7 @@ SDXL_UNET = dict(block_out_channels=(320, 640, 1280), layers_per_block=2, cross_
                  projection_class_embeddings_input_dim=2816,
                  down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
                  up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"))
+DONE = ".pico-full-size"  # written after a model is saved in full
 BETAS = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1)
 
 
@@ -148,18 +149,27 @@ def write_full_size_models(root: Path, device: str = "cuda", only: list[str] | N
     from pico.pipelines.base import quiet_libraries
 
     quiet_libraries()
+    # Diffusers imports lazily; import here, not inside the device context below.
+    from diffusers import (  # noqa: F401
+        StableDiffusionImageVariationPipeline,
+        StableDiffusionInpaintPipeline,
+        StableDiffusionPipeline,
+        StableDiffusionXLPipeline,
+    )
+
     tokenizer = _tokenizer(root)
     written = []
     for model_id, (build, _size) in BUILDERS.items():
         if only is not None and model_id not in only:
             continue
-        if (root / model_id / "config.json").exists() or (root / model_id / "model_index.json").exists():
+        if (root / model_id / DONE).exists():
             continue
         started = time.perf_counter()
         torch.manual_seed(0)
         with torch.device(device):
             model = build(tokenizer)
         model.to(dtype=torch.float16).save_pretrained(root / model_id, safe_serialization=True)
+        (root / model_id / DONE).touch()  # a save cut short is built again on the next run
         del model
         gc.collect()
         if device == "cuda":

@@ -14,44 +14,51 @@ started=$(date +%s)
 deadline=$((started + ${GPU_BUDGET_S:-540}))
 OUT=${OUT:-benchmarks/results}
 mkdir -p "$OUT"
-exec > >(tee -a "$OUT/log") 2>&1
+failed=0  # the exit status: 1 when any step failed or was cut short
 
 left() { echo $((deadline - $(date +%s))); }
 step() {  # step CAP_SECONDS COMMAND...: run with at most CAP seconds, never past the deadline
     local cap=$1; shift
     local budget; budget=$(left)
     [ "$budget" -lt "$cap" ] && cap=$budget
-    if [ "$cap" -lt 30 ]; then echo "== skipped (budget spent): $*"; return 1; fi
+    if [ "$cap" -lt 30 ]; then echo "== skipped (budget spent): $*"; failed=1; return 1; fi
     echo "== $(date -u +%T) (${cap} s at most): $*"
     timeout --signal=INT --kill-after=15 "$cap" "$@"
     local rc=$?
     echo "== exit $rc after $(( $(date +%s) - started )) s in all"
+    [ "$rc" -ne 0 ] && failed=1
     return $rc
 }
 
-if [ -d .whl ]; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-        || exit 1
-    export PYTHONPATH=/tmp/site:$PWD
-fi
-export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-python3 -c 'import torch, diffusers, transformers; print("torch", torch.__version__, "cuda", torch.version.cuda,
-"diffusers", diffusers.__version__, "transformers", transformers.__version__)' || exit 1
+main() {
+    if [ -d .whl ]; then
+        python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+            || return 1
+        export PYTHONPATH=/tmp/site:$PWD
+    fi
+    export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+    python3 -c 'import torch, diffusers, transformers; print("torch", torch.__version__, "cuda", torch.version.cuda,
+    "diffusers", diffusers.__version__, "transformers", transformers.__version__)' || return 1
 
-# Models on tmpfs when it has room: loads then cost what a warm page cache costs.
-models=/tmp/pico-full
-if [ "$(df --output=avail -k /dev/shm 2>/dev/null | tail -1)" -gt 30000000 ] 2>/dev/null; then
-    models=/dev/shm/pico-full
-fi
-step 200 python3 benchmarks/fullsize.py --root "$models" || exit 1
-du -sh "$models"
-step 150 python3 benchmarks/cuda_pipelines.py --models "$models" --out "$OUT"
-step 420 python3 benchmarks/gpu.py --work "$models" --repeat 2 --out "$OUT"
-# CUDA graphs (reduce-overhead), if the budget still has room: SD 1.5 only.
-step 150 python3 benchmarks/gpu.py --work "$models" --repeat 2 --model sd15 --compile-mode reduce-overhead \
-    --skip original --skip plain --skip served --skip speedups --out "$OUT/graphs"
-for f in .cache/bench-serve-*.log; do
-    [ -f "$f" ] && { echo "== tail of $f"; tail -n 25 "$f"; }
-done
-echo "== done in $(( $(date +%s) - started )) s"
+    # Models on tmpfs when it has room: loads then cost what a warm page cache costs.
+    models=/tmp/pico-full
+    if [ "$(df --output=avail -k /dev/shm 2>/dev/null | tail -1)" -gt 30000000 ] 2>/dev/null; then
+        models=/dev/shm/pico-full
+    fi
+    step 200 python3 benchmarks/fullsize.py --root "$models" || return 1
+    du -sh "$models"
+    step 150 python3 benchmarks/cuda_pipelines.py --models "$models" --out "$OUT"
+    step 420 python3 benchmarks/gpu.py --work "$models" --repeat 2 --out "$OUT"
+    # CUDA graphs (reduce-overhead), if the budget still has room: SD 1.5 only.
+    step 150 python3 benchmarks/gpu.py --work "$models" --repeat 2 --model sd15 --compile-mode reduce-overhead \
+        --skip original --skip plain --skip served --skip speedups --out "$OUT/graphs"
+    for f in .cache/bench-serve-*.log; do
+        [ -f "$f" ] && { echo "== tail of $f"; tail -n 25 "$f"; }
+    done
+    echo "== done in $(( $(date +%s) - started )) s; exit $failed"
+    return $failed
+}
+
+main 2>&1 | tee -a "$OUT/log"
+exit "${PIPESTATUS[0]}"

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
-from pico.config import DEVICES_HELP, OFFLOAD_MODES, Settings
+from pico.config import DEVICES_HELP, OFFLOAD_MODES, Settings, env_name
 from pico.errors import PicoError
 
 err_console = Console(stderr=True, soft_wrap=True)  # one error, one line, even in CI logs
@@ -54,34 +54,34 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-# Options shared by the generation commands and serve. Each also reads PICO_<NAME>.
-ModelsDir = Annotated[Optional[Path], typer.Option(
-    "--models-dir", help="Offline model mirror: a request for org/name loads DIR/org/name. \\[env: PICO_MODELS_DIR]",
-    show_default=False, rich_help_panel="Models and device")]
-Device = Annotated[Optional[str], typer.Option(
-    "--device", help=f"Where to run: {DEVICES_HELP}. \\[default: auto] \\[env: PICO_DEVICE]",
-    show_default=False, rich_help_panel="Models and device")]
-Offload = Annotated[Optional[str], typer.Option(
-    "--offload", help=f"CPU offload for small GPUs: {', '.join(OFFLOAD_MODES)}. "
-    "\\[default: none] \\[env: PICO_OFFLOAD]",
-    show_default=False, rich_help_panel="Models and device")]
-Xformers = Annotated[Optional[bool], typer.Option(
-    "--xformers", help="Use xformers attention when installed (CUDA only). \\[env: PICO_XFORMERS]",
-    show_default=False, rich_help_panel="Models and device")]
-Demo = Annotated[Optional[bool], typer.Option(
-    "--demo", help="Use tiny random-weight demo models for every default model id: no download, images are noise. "
-    "\\[env: PICO_DEMO]", show_default=False, rich_help_panel="Models and device")]
-MaxModels = Annotated[Optional[int], typer.Option(
-    "--max-models", help="Models kept loaded at once (least recently used goes first). \\[default: 2] "
-    "\\[env: PICO_MAX_MODELS]", show_default=False, rich_help_panel="Models and device")]
-AllowModel = Annotated[Optional[list[str]], typer.Option(
-    "--allow-model", help="Also allow requests to load models matching this glob (repeatable), e.g. 'myorg/*'. "
-    "\\[env: PICO_ALLOW_MODEL, comma-separated]", show_default=False, rich_help_panel="Models and device")]
-AllowAnyModel = Annotated[Optional[bool], typer.Option(
-    "--allow-any-model", help="Allow requests to load any model from the hub (safetensors only). "
-    "\\[env: PICO_ALLOW_ANY_MODEL]", show_default=False, rich_help_panel="Models and device")]
-Verbose = Annotated[Optional[bool], typer.Option(
-    "--verbose", "-v", help="Show tracebacks and error details. \\[env: PICO_VERBOSE]", show_default=False)]
+def flag(*names: str, help: str, default: str | None = None, panel: str | None = None, many: bool = False) -> Any:
+    """A typer.Option whose help ends with its default and the PICO_* variable that also sets it."""
+    env = env_name(names[0].lstrip("-").replace("-", "_"))
+    tail = (f" \\[default: {default}]" if default else "") + f" \\[env: {env}{', comma-separated' if many else ''}]"
+    return typer.Option(*names, help=help + tail, show_default=False, rich_help_panel=panel)
+
+
+# Options shared by the generation commands and serve.
+MODELS = "Models and device"
+ModelsDir = Annotated[Optional[Path], flag(
+    "--models-dir", help="Offline model mirror: a request for org/name loads DIR/org/name.", panel=MODELS)]
+Device = Annotated[Optional[str], flag(
+    "--device", help=f"Where to run: {DEVICES_HELP}.", default="auto", panel=MODELS)]
+Offload = Annotated[Optional[str], flag(
+    "--offload", help=f"CPU offload for small GPUs: {', '.join(OFFLOAD_MODES)}.", default="none", panel=MODELS)]
+Xformers = Annotated[Optional[bool], flag(
+    "--xformers", help="Use xformers attention when installed (CUDA only).", panel=MODELS)]
+Demo = Annotated[Optional[bool], flag(
+    "--demo", help="Use tiny random-weight demo models for every default model id: no download, images are noise.",
+    panel=MODELS)]
+MaxModels = Annotated[Optional[int], flag(
+    "--max-models", help="Models kept loaded at once (least recently used goes first).", default="2", panel=MODELS)]
+AllowModel = Annotated[Optional[list[str]], flag(
+    "--allow-model", help="Also allow requests to load models matching this glob (repeatable), e.g. 'myorg/*'.",
+    panel=MODELS, many=True)]
+AllowAnyModel = Annotated[Optional[bool], flag(
+    "--allow-any-model", help="Allow requests to load any model from the hub (safetensors only).", panel=MODELS)]
+Verbose = Annotated[Optional[bool], flag("--verbose", "-v", help="Show tracebacks and error details.")]
 
 
 def load_settings(**flags: Any) -> Settings:

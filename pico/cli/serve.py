@@ -17,6 +17,7 @@ from pico.cli.app import (
     Verbose,
     Xformers,
     app,
+    flag,
     load_settings,
 )
 
@@ -26,65 +27,56 @@ SPEED = "Speed-ups (GPU)"
 
 @app.command()
 def serve(
-    host: Annotated[Optional[str], typer.Option(
-        "--host", help="The address to listen on. \\[default: 0.0.0.0] \\[env: PICO_HOST]", show_default=False,
-        rich_help_panel=SERVER)] = None,
-    port: Annotated[Optional[int], typer.Option(
-        "--port", "-p", help="The port to listen on. \\[default: 5088] \\[env: PICO_PORT]", show_default=False,
-        rich_help_panel=SERVER)] = None,
+    host: Annotated[Optional[str], flag(
+        "--host", help="The address to listen on.", default="0.0.0.0", panel=SERVER)] = None,
+    port: Annotated[Optional[int], flag(
+        "--port", "-p", help="The port to listen on.", default="5088", panel=SERVER)] = None,
     verbose: Verbose = None,
-    threadsmax: Annotated[Optional[int], typer.Option(
-        "--threadsmax", "-t",
-        help="Generations that may run at once (1 to 64). \\[default: 1] \\[env: PICO_THREADSMAX]",
-        show_default=False, rich_help_panel=SERVER)] = None,
-    queue: Annotated[Optional[int], typer.Option(
-        "--queue", help="Requests that may wait for a slot, in arrival order; beyond that: 503 GPU_BUSY. "
-        "\\[default: 0] \\[env: PICO_QUEUE]", show_default=False, rich_help_panel=SERVER)] = None,
-    max_body_mb: Annotated[Optional[int], typer.Option(
-        "--max-body-mb", help="Largest request body accepted, in MB (413 beyond). \\[default: 32] "
-        "\\[env: PICO_MAX_BODY_MB]", show_default=False, rich_help_panel=SERVER)] = None,
-    cors_origin: Annotated[Optional[str], typer.Option(
-        "--cors-origin", help="Origins browsers may call from: * or a comma-separated list. \\[default: *] "
-        "\\[env: PICO_CORS_ORIGIN]", show_default=False, rich_help_panel=SERVER)] = None,
-    api_key: Annotated[Optional[str], typer.Option(
+    threadsmax: Annotated[Optional[int], flag(
+        "--threadsmax", "-t", help="Generations that may run at once (1 to 64).", default="1", panel=SERVER)] = None,
+    queue: Annotated[Optional[int], flag(
+        "--queue", help="Requests that may wait for a slot, in arrival order; beyond that: 503 GPU_BUSY.",
+        default="0", panel=SERVER)] = None,
+    max_body_mb: Annotated[Optional[int], flag(
+        "--max-body-mb", help="Largest request body accepted, in MB (413 beyond).", default="32",
+        panel=SERVER)] = None,
+    cors_origin: Annotated[Optional[str], flag(
+        "--cors-origin", help="Origins browsers may call from: * or a comma-separated list.", default="*",
+        panel=SERVER)] = None,
+    api_key: Annotated[Optional[str], flag(
         "--api-key", help="Require this key: 'Authorization: Bearer KEY' or 'X-API-Key: KEY' (health, /docs and "
-        "/openapi.json stay open). "
-        "\\[env: PICO_API_KEY]", show_default=False, rich_help_panel=SERVER)] = None,
-    default_model: Annotated[Optional[str], typer.Option(
-        "--default-model", help="Model for OpenAI and A1111 requests that name none: sd15, sd2, sdxl or an id. "
-        "\\[default: sd15] \\[env: PICO_DEFAULT_MODEL]", show_default=False, rich_help_panel=SERVER)] = None,
-    shutdown_timeout: Annotated[Optional[int], typer.Option(
-        "--shutdown-timeout", help="Seconds running generations get to finish on SIGTERM/Ctrl-C. \\[default: 60] "
-        "\\[env: PICO_SHUTDOWN_TIMEOUT]", show_default=False, rich_help_panel=SERVER)] = None,
-    batch_window_ms: Annotated[Optional[int], typer.Option(
+        "/openapi.json stay open).", panel=SERVER)] = None,
+    default_model: Annotated[Optional[str], flag(
+        "--default-model", help="Model for OpenAI and A1111 requests that name none: sd15, sd2, sdxl or an id.",
+        default="sd15", panel=SERVER)] = None,
+    shutdown_timeout: Annotated[Optional[int], flag(
+        "--shutdown-timeout", help="Seconds running generations get to finish on SIGTERM/Ctrl-C.", default="60",
+        panel=SERVER)] = None,
+    batch_window_ms: Annotated[Optional[int], flag(
         "--batch-window-ms", help="Dynamic batching: text-to-image requests that could share a call (same model, "
-        "size, steps, sampler, guidance) and arrive within this many ms run as one. 0 turns it off. "
-        "\\[default: 0] \\[env: PICO_BATCH_WINDOW_MS]", show_default=False, rich_help_panel=SERVER)] = None,
-    max_batch: Annotated[Optional[int], typer.Option(
-        "--max-batch", help="Most requests in one batched call. \\[default: 4] \\[env: PICO_MAX_BATCH]",
-        show_default=False, rich_help_panel=SERVER)] = None,
-    preload: Annotated[Optional[list[str]], typer.Option(
-        "--preload", help="Load this model (and run a short warm-up generation) before serving; repeatable. "
-        "\\[env: PICO_PRELOAD, comma-separated]", show_default=False, rich_help_panel=SPEED)] = None,
-    channels_last: Annotated[Optional[bool], typer.Option(
-        "--channels-last", help="Channels-last memory layout for the UNet and VAE. \\[env: PICO_CHANNELS_LAST]",
-        show_default=False, rich_help_panel=SPEED)] = None,
-    fuse_qkv: Annotated[Optional[bool], typer.Option(
-        "--fuse-qkv", help="Fuse the attention QKV projections. \\[env: PICO_FUSE_QKV]", show_default=False,
-        rich_help_panel=SPEED)] = None,
-    compile: Annotated[Optional[bool], typer.Option(
-        "--compile", help="torch.compile the UNet; compiling takes minutes, so pair it with --preload. "
-        "\\[env: PICO_COMPILE]", show_default=False, rich_help_panel=SPEED)] = None,
-    compile_mode: Annotated[Optional[str], typer.Option(
+        "size, steps, sampler, guidance) and arrive within this many ms run as one. 0 turns it off.",
+        default="0", panel=SERVER)] = None,
+    max_batch: Annotated[Optional[int], flag(
+        "--max-batch", help="Most requests in one batched call.", default="4", panel=SERVER)] = None,
+    preload: Annotated[Optional[list[str]], flag(
+        "--preload", help="Load this model (and run a short warm-up generation) before serving; repeatable.",
+        panel=SPEED, many=True)] = None,
+    channels_last: Annotated[Optional[bool], flag(
+        "--channels-last", help="Channels-last memory layout for the UNet and VAE.", panel=SPEED)] = None,
+    fuse_qkv: Annotated[Optional[bool], flag(
+        "--fuse-qkv", help="Fuse the attention QKV projections.", panel=SPEED)] = None,
+    compile: Annotated[Optional[bool], flag(
+        "--compile", help="torch.compile the UNet; compiling takes minutes, so pair it with --preload.",
+        panel=SPEED)] = None,
+    compile_mode: Annotated[Optional[str], flag(
         "--compile-mode", help="torch.compile mode: default, reduce-overhead (CUDA graphs), max-autotune, "
-        "max-autotune-no-cudagraphs. \\[default: default] \\[env: PICO_COMPILE_MODE]", show_default=False,
-        rich_help_panel=SPEED)] = None,
-    sdxl_vae: Annotated[Optional[str], typer.Option(
+        "max-autotune-no-cudagraphs.", default="default", panel=SPEED)] = None,
+    sdxl_vae: Annotated[Optional[str], flag(
         "--sdxl-vae", help="An fp16-safe SDXL VAE for SDXL in half precision (no float32 upcast), e.g. "
-        "madebyollin/sdxl-vae-fp16-fix. \\[env: PICO_SDXL_VAE]", show_default=False, rich_help_panel=SPEED)] = None,
-    max_pixels: Annotated[Optional[int], typer.Option(
-        "--max-pixels", help="Largest input image and Width x Height, in pixels. \\[default: 4194304 = 2048x2048] "
-        "\\[env: PICO_MAX_PIXELS]", show_default=False, rich_help_panel=SERVER)] = None,
+        "madebyollin/sdxl-vae-fp16-fix.", panel=SPEED)] = None,
+    max_pixels: Annotated[Optional[int], flag(
+        "--max-pixels", help="Largest input image and Width x Height, in pixels.", default="4194304 = 2048x2048",
+        panel=SERVER)] = None,
     xformers: Xformers = None,
     models_dir: ModelsDir = None,
     allow_model: AllowModel = None,

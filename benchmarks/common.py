@@ -61,6 +61,18 @@ def summary(seconds: list[float]) -> dict[str, float]:
             "n": len(seconds)}
 
 
+def time_calls(call: Any, repeat: int, warm_up: int = 1) -> list[float]:
+    """Seconds per ``call()``, ``repeat`` times, after ``warm_up`` untimed calls."""
+    for _ in range(warm_up):
+        call()
+    timings = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        call()
+        timings.append(time.perf_counter() - started)
+    return timings
+
+
 def tiny_models(folder: Path | None = None) -> Path:
     """The tiny demo models, written once into ``folder`` (default: .cache/bench-models in the repo)."""
     from pico.pipelines.tiny import write_tiny_models

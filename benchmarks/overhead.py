@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import Server, machine, summary, table, tiny_models, write_results  # noqa: E402
+from benchmarks.common import Server, machine, summary, table, time_calls, tiny_models, write_results  # noqa: E402
 
 
 def direct(models: Path, body: dict, repeat: int) -> list[float]:
@@ -29,28 +29,18 @@ def direct(models: Path, body: dict, repeat: int) -> list[float]:
     engine = Engine(Settings(models_dir=models, device="cpu"))
     engine.leave_a_core_free()  # as pico serve does, so both sides compute on the same cores
     request = StableDiffusionRequest.parse(body, 2048 * 2048)
-    for _ in range(3):
-        engine.generate(request)
-    timings = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        engine.generate(request)
-        timings.append(time.perf_counter() - started)
+    timings = time_calls(lambda: engine.generate(request), repeat, warm_up=3)
     engine.close()
     return timings
 
 
 def served(server: Server, body: dict, repeat: int) -> list[float]:
     """Seconds per request over HTTP, response received and parsed."""
-    for _ in range(3):
-        server.request("POST", "/api/v1/stable-diffusion", body)
-    timings = []
-    for _ in range(repeat):
-        started = time.perf_counter()
+    def post() -> None:
         status, _, _ = server.request("POST", "/api/v1/stable-diffusion", body)
-        timings.append(time.perf_counter() - started)
         assert status == 200, status
-    return timings
+
+    return time_calls(post, repeat, warm_up=3)
 
 
 def health_while_generating(server: Server, polls: int) -> list[float]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import machine, summary, table, tiny_models, write_results  # noqa: E402
+from benchmarks.common import machine, summary, table, time_calls, tiny_models, write_results  # noqa: E402
 
 MODELS = {"sd15": ("runwayml/stable-diffusion-v1-5", "StableDiffusionPipeline"),
           "sdxl": ("stabilityai/stable-diffusion-xl-base-1.0", "StableDiffusionXLPipeline")}
@@ -52,12 +52,7 @@ def warm(models_dir: Path, model: str, steps: int, size: int | None, repeat: int
     engine = Engine(Settings(models_dir=models_dir))
     body = {"Phrase": "ginger cat", "Steps": steps, **({"Width": size, "Height": size} if size else {})}
     request = text_to_image_runner(model).request_type.parse({**body, "Model": model}, 4096 * 4096)
-    engine.generate(request)
-    timings = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        engine.generate(request)
-        timings.append(time.perf_counter() - started)
+    timings = time_calls(lambda: engine.generate(request), repeat)
     engine.close()
     return timings
 

@@ -107,6 +107,11 @@ def precision_name(dtype: "torch.dtype") -> str:
     return "half" if dtype == torch.float16 else "full"
 
 
+def is_sdxl(pipe: Any) -> bool:
+    """True for SDXL pipelines (two text encoders)."""
+    return getattr(pipe, "text_encoder_2", None) is not None
+
+
 def keep_vae_in_float32(vae: Any) -> None:
     """Cast a half-precision VAE that SDXL pipelines upcast on every call to float32, for good.
 
@@ -341,7 +346,7 @@ class Runner:
                 f"Model {request.model} is {KIND_WORDS[kind]}; {self.command} needs {KIND_WORDS[self.accepts[0]]}",
                 field="Model", hint=f"Use it with {KIND_COMMANDS[kind]}, or pick another model.",
             )
-        if request.vae_type != "original" and "XL" in type(base).__name__:
+        if request.vae_type != "original" and is_sdxl(base):
             from pico.schemas.requests import raise_vae_mismatch
 
             raise_vae_mismatch(request.vae_type, request.model)

@@ -24,6 +24,7 @@ from pico.pipelines.base import (
     WarmPipelines,
     configure_attention,
     free_device_memory,
+    is_sdxl,
     keep_vae_in_float32,
     pick_device,
     pick_dtype,
@@ -33,7 +34,7 @@ from pico.pipelines.base import (
 from pico.pipelines.loader import ModelCache, ModelResolver, canonical, load_pipeline, load_vae
 from pico.pipelines.models import VAE_MODELS, model_id
 from pico.pipelines.registry import runner_for, text_to_image_runner
-from pico.pipelines.speedups import CUDA_GRAPH_MODES, is_sdxl, speed_up
+from pico.pipelines.speedups import CUDA_GRAPH_MODES, speed_up
 from pico.pipelines.threads import GenerationThreads
 from pico.schemas.requests import GenerationRequest
 

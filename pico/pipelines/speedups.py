@@ -34,8 +34,3 @@ def speed_up(pipe: Any, *, channels_last: bool, fuse_qkv: bool, compile_mode: st
             log.warning("fused QKV projections are not available for %s: %s", type(pipe).__name__, exc)
     if compile_mode and hasattr(pipe, "unet"):
         pipe.unet.compile(mode=compile_mode)
-
-
-def is_sdxl(pipe: Any) -> bool:
-    """True for SDXL pipelines (two text encoders)."""
-    return getattr(pipe, "text_encoder_2", None) is not None

@@ -87,3 +87,21 @@ def test_ctrl_c_during_work_without_steps_exits_at_once():
     _out, err = process.communicate(timeout=20)
     assert time.monotonic() - started < 5
     assert process.returncode == -signal.SIGINT and "KeyboardInterrupt" in err
+
+
+def test_an_engine_generates_on_its_generation_thread(engine):
+    # As in the CUDA-graph modes, without minutes of compiling: hand this engine the same threads.
+    from pico.schemas.requests import StableDiffusionRequest
+
+    engine.threads = GenerationThreads(1)
+    try:
+        steps = []
+        request = StableDiffusionRequest.parse({"Phrase": "cat", "Steps": 2, "Seed": 5}, 2048 * 2048)
+        generation = engine.generate(request, on_step=lambda done, total: steps.append(
+            (done, total, threading.current_thread().name)))
+    finally:
+        engine.threads.close()
+        engine.threads = None
+    assert [m["Seed"] for m in generation.metadata] == [5]
+    assert {name for _done, _total, name in steps} == {"pico-generate-0"}
+    assert [done for done, _total, _name in steps] == list(range(1, len(steps) + 1)) and len(steps) >= 2

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pico.pipelines.models import (  # noqa: E402
+from pico.catalog.models import (  # noqa: E402
     SD1_INPAINT_MODEL,
     SD1_MODEL,
     SD2_MODEL,

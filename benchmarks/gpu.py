@@ -31,7 +31,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import Server, machine, table, tiny_models, write_results  # noqa: E402
-from pico.pipelines.models import SD1_MODEL, SDXL_FP16_VAE, SDXL_MODEL  # noqa: E402
+from pico.catalog.models import SD1_MODEL, SDXL_FP16_VAE, SDXL_MODEL  # noqa: E402
 
 CASES = {"sd15": (SD1_MODEL, "StableDiffusionPipeline", 512), "sdxl": (SDXL_MODEL, "StableDiffusionXLPipeline", 1024)}
 SPEEDUPS = ["--channels-last", "--fuse-qkv", "--sdxl-vae", SDXL_FP16_VAE]

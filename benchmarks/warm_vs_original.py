@@ -47,11 +47,11 @@ def warm(models_dir: Path, model: str, steps: int, size: int | None, repeat: int
     """Seconds per request through PICO's engine once the model is loaded."""
     from pico.config import Settings
     from pico.pipelines.engine import Engine
-    from pico.pipelines.registry import text_to_image_runner
+    from pico.catalog.pipelines import text_to_image_pipeline
 
     engine = Engine(Settings(models_dir=models_dir))
     body = {"Phrase": "ginger cat", "Steps": steps, **({"Width": size, "Height": size} if size else {})}
-    request = text_to_image_runner(model).request_type.parse({**body, "Model": model}, 4096 * 4096)
+    request = text_to_image_pipeline(model).request_type.parse({**body, "Model": model}, 4096 * 4096)
     timings = time_calls(lambda: engine.generate(request), repeat)
     engine.close()
     return timings

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
 from pico.errors import Cancelled
-from pico.pipelines.base import Generation
+from pico.schemas.results import Generation
 from pico.schemas.requests import GenerationRequest
 
 if TYPE_CHECKING:

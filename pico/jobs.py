@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 
 from pico.batching import Batcher
 from pico.errors import Cancelled, NotFound
-from pico.pipelines.base import Generation
+from pico.schemas.results import Generation
 from pico.schemas.requests import GenerationRequest
 from pico.schemas.responses import JobStatus
 from pico.slots import Slots

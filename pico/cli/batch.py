@@ -97,7 +97,7 @@ def batch(
         say(f"[bold red]invalid:[/] {escape(line.describe())}")
     results = {line.line: Result(line.line, line.id, None, "invalid", error=line.error) for line in bad}
     for job in jobs:
-        results[job.line] = Result(job.line, job.id, job.runner.route, "not run")
+        results[job.line] = Result(job.line, job.id, job.pipeline.route, "not run")
     ordered = [results[n] for n in sorted(results)]
     status = 0
     if bad and fail_fast:
@@ -120,7 +120,7 @@ def batch(
 
 def model_check(settings: Settings) -> Callable[[str], None]:
     """Refuses a model the engine would refuse (not allowed), without loading anything."""
-    from pico.pipelines.loader import ModelResolver
+    from pico.catalog.resolver import ModelResolver
 
     return ModelResolver.for_settings(settings).require_allowed
 
@@ -159,12 +159,12 @@ def run_batch_job(session: Session, job: BatchJob, file: Path, folder: Path, max
     """Generate one job, write its images, then its manifest (last, so a crash leaves it undone)."""
     started = time.perf_counter()
     request, images = job.request(file, max_pixels)
-    saved = session.run(job.runner, request, folder, images, f"{job.id}: {label_for(job.runner, request)}",
+    saved = session.run(job.pipeline, request, folder, images, f"{job.id}: {label_for(job.pipeline, request)}",
                         extra={"job": job.id, "line": job.line})
     result.status, result.outputs = "done", [str(item.path) for item in saved]
     result.seconds = time.perf_counter() - started
     write_json_atomic(folder / MANIFEST, {
-        "Id": job.id, "Line": job.line, "Pipeline": job.runner.route, "Fingerprint": job.fingerprint,
+        "Id": job.id, "Line": job.line, "Pipeline": job.pipeline.route, "Fingerprint": job.fingerprint,
         "Request": request.parameters(), "Outputs": [item.path.name for item in saved],
         "Seeds": [item.seed for item in saved], "Seconds": round(result.seconds, 3),
         "Finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),

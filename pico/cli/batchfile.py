@@ -23,7 +23,7 @@ from pico.errors import InvalidRequest, PicoError
 from pico.schemas.fields import image_fields, wire_fields, wire_name
 
 if TYPE_CHECKING:
-    from pico.pipelines.base import Runner
+    from pico.catalog.pipelines import PipelineInfo
     from pico.schemas.requests import GenerationRequest
 
 BATCH_KEYS = ("Pipeline", "Id")
@@ -37,20 +37,20 @@ class BatchJob:
 
     line: int
     id: str
-    runner: Runner
+    pipeline: PipelineInfo
     body: dict[str, Any]  # the request fields, without Pipeline, Id and the image path keys
     paths: dict[str, Path] = field(default_factory=dict)  # image field -> file
     fingerprint: str = ""  # what the job asks for: a changed job is never skipped as done
 
     def request(self, batch: Path, max_pixels: int) -> tuple[GenerationRequest, list[InputImage]]:
         """Read the job's input files and parse its request (again: files may change after validation)."""
-        images = [read_input(path, wire, batch_key(wire), self.runner.request_type, max_pixels)
+        images = [read_input(path, wire, batch_key(wire), self.pipeline.request_type, max_pixels)
                   for wire, path in self.paths.items()]
-        for f in image_fields(self.runner.request_type):
+        for f in image_fields(self.pipeline.request_type):
             wire = wire_name(f.name)
             if isinstance(self.body.get(wire), str):
                 images.append(_inline(self.body[wire], wire, batch, self.line))
-        return self.runner.request_type.parse(with_images(self.body, images), max_pixels=max_pixels), images
+        return self.pipeline.request_type.parse(with_images(self.body, images), max_pixels=max_pixels), images
 
 
 @dataclass
@@ -177,14 +177,14 @@ def job_id_of(entry: Any, line: int) -> str:
 def check_job(entry: dict[str, Any], line: int, job_id: str, batch: Path, max_pixels: int,
               check_model: Callable[[str], None] | None = None) -> BatchJob:
     """One job validated as the REST API would, plus its file inputs; raises a PicoError when bad."""
-    from pico.pipelines.registry import RUNNERS, find_runner
+    from pico.catalog.pipelines import PIPELINES, find_pipeline
 
     if "Pipeline" not in entry:
-        raise InvalidRequest("Pipeline is required: one of " + ", ".join(r.route for r in RUNNERS), field="Pipeline")
-    runner = find_runner(str(entry["Pipeline"]))
+        raise InvalidRequest("Pipeline is required: one of " + ", ".join(r.route for r in PIPELINES), field="Pipeline")
+    pipeline = find_pipeline(str(entry["Pipeline"]))
     body = {k: v for k, v in entry.items() if k not in BATCH_KEYS}
     paths: dict[str, Path] = {}
-    for f in image_fields(runner.request_type):
+    for f in image_fields(pipeline.request_type):
         wire = wire_name(f.name)
         key = batch_key(wire)
         if key not in body:
@@ -195,26 +195,26 @@ def check_job(entry: dict[str, Any], line: int, job_id: str, batch: Path, max_pi
         if not isinstance(value, str) or not value.strip():
             raise InvalidRequest(f"{key} must be a file path, got {json.dumps(value)}", field=key)
         paths[wire] = (batch.parent / Path(value).expanduser()).resolve()
-    job = BatchJob(line, job_id, runner, body, paths)
+    job = BatchJob(line, job_id, pipeline, body, paths)
     request, images = job.request(batch, max_pixels)
     unknown = request.ignored_fields
     if unknown:
-        known = [wire_name(f.name) for f in wire_fields(runner.request_type)] + list(BATCH_KEYS)
-        known += [batch_key(wire_name(f.name)) for f in image_fields(runner.request_type)]
+        known = [wire_name(f.name) for f in wire_fields(pipeline.request_type)] + list(BATCH_KEYS)
+        known += [batch_key(wire_name(f.name)) for f in image_fields(pipeline.request_type)]
         close = difflib.get_close_matches(unknown[0], known, n=1)
         raise InvalidRequest(
-            f"unknown field {unknown[0]!r} for {runner.route}" + (f"; did you mean {close[0]!r}?" if close else ""),
+            f"unknown field {unknown[0]!r} for {pipeline.route}" + (f"; did you mean {close[0]!r}?" if close else ""),
             field=unknown[0], hint="Field names are case-sensitive PascalCase, as in REST request bodies.",
         )
     if check_model is not None:
         check_model(request.model)
-    job.fingerprint = fingerprint(runner, request, images)
+    job.fingerprint = fingerprint(pipeline, request, images)
     return job
 
 
-def fingerprint(runner: Runner, request: GenerationRequest, images: list[InputImage]) -> str:
+def fingerprint(pipeline: PipelineInfo, request: GenerationRequest, images: list[InputImage]) -> str:
     """A hash of everything a job asks for: pipeline, request fields and input bytes."""
-    what = {"Pipeline": runner.route, "Request": request.parameters(),
+    what = {"Pipeline": pipeline.route, "Request": request.parameters(),
             "Inputs": {image.wire: image.sha256 for image in images}}
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
 

@@ -99,26 +99,26 @@ def again(file: File, check: Annotated[bool, typer.Option(
         "--check", help="Exit with status 1 unless the new image is pixel-identical to FILE.")] = False,
         *, common: Common) -> None:
     """Generate an image again from the parameters embedded in it."""
-    from pico.pipelines.registry import find_runner
+    from pico.catalog.pipelines import find_pipeline
 
     pico = embedded_of(file)["pico"]
     if not isinstance(pico, dict) or not isinstance(pico.get("Request"), dict):
         raise InvalidRequest(f"{file} carries no PICO parameters (only AUTOMATIC1111 text), so it cannot be "
                              "made again exactly", field="FILE")
-    runner = find_runner(str(pico.get("Pipeline")))
+    pipeline = find_pipeline(str(pico.get("Pipeline")))
     run = pico.get("Run") or {}
     settings = common.settings(demo=True if run.get("Demo") else None)
-    inputs = [recorded_input(wire, record, runner.request_type, settings.max_pixels)
+    inputs = [recorded_input(wire, record, pipeline.request_type, settings.max_pixels)
               for wire, record in (pico.get("Inputs") or {}).items()]
-    request = runner.request_type.parse(with_images(pico["Request"], inputs), max_pixels=settings.max_pixels)
+    request = pipeline.request_type.parse(with_images(pico["Request"], inputs), max_pixels=settings.max_pixels)
     index = (pico.get("Metadata") or {}).get("Index", 0)
     if not isinstance(index, int) or not 0 <= index < request.total:
         raise InvalidRequest(f"{file} has a damaged Metadata.Index: {index!r}", field="FILE")
     prepare_folder(common.out)
     with Session(common, settings) as session:
-        generation = session.generate(runner, request, label_for(runner, request))
+        generation = session.generate(pipeline, request, label_for(pipeline, request))
         identical = same_pixels(file, generation.images[index])
-        session.save(generation, runner, request, common.out, inputs, only=index,
+        session.save(generation, pipeline, request, common.out, inputs, only=index,
                      extra={"source": str(file), "identical": identical})
     if not identical:
         say(f"[bold yellow]warning:[/] the new image differs from {escape(str(file))} "

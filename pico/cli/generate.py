@@ -1,7 +1,7 @@
-"""One subcommand per pipeline (``pico stable-diffusion-xl "ginger cat"``), built from the registry.
+"""One subcommand per pipeline (``pico stable-diffusion-xl "ginger cat"``), built from the catalog.
 
 Each command's parameters come from its request type's fields (see pico.cli.options), so
-a new pipeline in the registry is a new command here with no change to this file.
+a new pipeline in the catalog is a new command here with no change to this file.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from pico.cli.inputs import InputImage, read_input
 from pico.cli.options import FieldOption, request_options, with_common
 from pico.cli.output import prepare_folder
 from pico.cli.session import Session, label_for
-from pico.pipelines.registry import RUNNERS
+from pico.catalog.pipelines import PIPELINES
 
 if TYPE_CHECKING:
     from pico.cli.options import Common
-    from pico.pipelines.base import Runner
+    from pico.catalog.pipelines import PipelineInfo
 
 PANEL = "Generate images"
 
@@ -42,23 +42,23 @@ def build_body(options: list[FieldOption], values: dict[str, Any], request_type:
     return with_images(body, images), images
 
 
-def run_command(runner: Runner, options: list[FieldOption], values: dict[str, Any], common: Common) -> None:
+def run_command(pipeline: PipelineInfo, options: list[FieldOption], values: dict[str, Any], common: Common) -> None:
     """Validate the options as a request, generate it, write the images and print their paths."""
     settings = common.settings()
-    body, images = build_body(options, values, runner.request_type, settings.max_pixels)
-    request = runner.request_type.parse(body, max_pixels=settings.max_pixels)
+    body, images = build_body(options, values, pipeline.request_type, settings.max_pixels)
+    request = pipeline.request_type.parse(body, max_pixels=settings.max_pixels)
     prepare_folder(common.out)
     with Session(common, settings) as session:
-        session.run(runner, request, common.out, images, label_for(runner, request))
+        session.run(pipeline, request, common.out, images, label_for(pipeline, request))
 
 
-def make_command(runner: Runner, options: list[FieldOption]) -> Callable[..., None]:
+def make_command(pipeline: PipelineInfo, options: list[FieldOption]) -> Callable[..., None]:
     """The command function of one pipeline, with a parameter per request field plus the shared ones."""
 
     def command(common: Common, **values: Any) -> None:
-        run_command(runner, options, values, common)
+        run_command(pipeline, options, values, common)
 
-    command.__name__ = runner.command.replace("-", "_")
+    command.__name__ = pipeline.command.replace("-", "_")
     command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
         [option.parameter() for option in options]
         + [inspect.Parameter("common", inspect.Parameter.KEYWORD_ONLY)]
@@ -66,9 +66,9 @@ def make_command(runner: Runner, options: list[FieldOption]) -> Callable[..., No
     return with_common(command)
 
 
-def command_help(runner: Runner, options: list[FieldOption]) -> str:
+def command_help(pipeline: PipelineInfo, options: list[FieldOption]) -> str:
     """The manual page of a pipeline command: what it does, how files are named, examples."""
-    example = [f"pico {runner.command}"]
+    example = [f"pico {pipeline.command}"]
     for option in options:
         if option.flag.isupper():
             example.append('"ginger cat"')
@@ -76,8 +76,8 @@ def command_help(runner: Runner, options: list[FieldOption]) -> str:
             example.append(f"{option.flag} {option.flag.lstrip('-')}.png")
     first = " ".join(example)
     return (
-        f"{runner.summary}\n\n"
-        f"Writes one PNG per image to --out, named <date>-<time>-{runner.command}-<seed>.png. Each file carries "
+        f"{pipeline.summary}\n\n"
+        f"Writes one PNG per image to --out, named <date>-<time>-{pipeline.command}-<seed>.png. Each file carries "
         "the parameters that made it (pico info FILE) and can be made again, identical (pico again FILE). "
         "Options left out take the defaults shown, the same as in REST requests.\n\n"
         f"Examples:\n\n"
@@ -88,11 +88,11 @@ def command_help(runner: Runner, options: list[FieldOption]) -> str:
 
 
 def register() -> None:
-    """Add one command per runner to the app."""
-    for runner in RUNNERS:
-        options = request_options(runner.request_type)
-        app.command(runner.command, help=command_help(runner, options), rich_help_panel=PANEL,
-                    short_help=runner.summary)(make_command(runner, options))
+    """Add one command per pipeline to the app."""
+    for pipeline in PIPELINES:
+        options = request_options(pipeline.request_type)
+        app.command(pipeline.command, help=command_help(pipeline, options), rich_help_panel=PANEL,
+                    short_help=pipeline.summary)(make_command(pipeline, options))
 
 
 register()

@@ -24,7 +24,8 @@ from pico.cli.app import err_console
 from pico.errors import OutputError
 
 if TYPE_CHECKING:
-    from pico.pipelines.base import Generation, Runner
+    from pico.catalog.pipelines import PipelineInfo
+    from pico.schemas.results import Generation
     from pico.schemas.requests import GenerationRequest
 
 EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp"}
@@ -93,7 +94,7 @@ def write_json_atomic(path: Path, data: Any) -> None:
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
-def save_generation(generation: Generation, runner: Runner, request: GenerationRequest, folder: Path, *,
+def save_generation(generation: Generation, pipeline: PipelineInfo, request: GenerationRequest, folder: Path, *,
                     extra: dict[str, Any], compress_level: int, only: int | None = None) -> list[Saved]:
     """Encode and write the images of a generation (only the one at index ``only`` if given).
 
@@ -109,9 +110,9 @@ def save_generation(generation: Generation, runner: Runner, request: GenerationR
     for index, (image, metadata) in enumerate(zip(generation.images, generation.metadata)):
         if only is not None and index != only:
             continue
-        embedded = {**embedded_parameters(runner.route, parameters, metadata), **extra}
+        embedded = {**embedded_parameters(pipeline.route, parameters, metadata), **extra}
         data = encode_image(image, fmt, embedded, compress_level)
-        path = write_new(folder, image_stem(runner.command, metadata["Seed"], when), EXTENSIONS[fmt], data)
+        path = write_new(folder, image_stem(pipeline.command, metadata["Seed"], when), EXTENSIONS[fmt], data)
         saved.append(Saved(path, metadata["Seed"], metadata.get("Index", index), metadata, embedded))
     return saved
 

@@ -19,7 +19,8 @@ from pico.cli.progress import ProgressView
 from pico.config import Settings
 
 if TYPE_CHECKING:
-    from pico.pipelines.base import Generation, Runner
+    from pico.catalog.pipelines import PipelineInfo
+    from pico.schemas.results import Generation
     from pico.pipelines.engine import Engine
     from pico.schemas.requests import GenerationRequest
 
@@ -53,20 +54,20 @@ class Session:
                 self._engine = Engine(self.settings)
         return self._engine
 
-    def generate(self, runner: Runner, request: GenerationRequest, label: str) -> Generation:
+    def generate(self, pipeline: PipelineInfo, request: GenerationRequest, label: str) -> Generation:
         """Run one request with a progress bar (and a loading row when its model is not loaded yet)."""
         engine = self.engine
         loading = None if engine.is_loaded(request.model) else f"loading {request.model}"
         with self.view.generation(label, loading) as on_step:
             return engine.generate(request, on_step=on_step)
 
-    def save(self, generation: Generation, runner: Runner, request: GenerationRequest, folder: Path,
+    def save(self, generation: Generation, pipeline: PipelineInfo, request: GenerationRequest, folder: Path,
              inputs: list[InputImage], only: int | None = None, extra: dict[str, Any] | None = None) -> list[Saved]:
         """Write the images (or the one at index ``only``) and print a result line for each."""
         embedded_extra: dict[str, Any] = {"Run": self.run_info()}
         if inputs:
             embedded_extra["Inputs"] = records(inputs)
-        saved = save_generation(generation, runner, request, folder, extra=embedded_extra,
+        saved = save_generation(generation, pipeline, request, folder, extra=embedded_extra,
                                 compress_level=self.settings.png_compress_level, only=only)
         self.printer.warnings(generation.warnings)
         for item in saved:
@@ -74,11 +75,11 @@ class Session:
             self.printer.image(item, generation.warnings, generation.elapsed)
         return saved
 
-    def run(self, runner: Runner, request: GenerationRequest, folder: Path, inputs: list[InputImage],
+    def run(self, pipeline: PipelineInfo, request: GenerationRequest, folder: Path, inputs: list[InputImage],
             label: str, extra: dict[str, Any] | None = None) -> list[Saved]:
         """Generate a request and write all its images to ``folder``."""
-        generation = self.generate(runner, request, label)
-        return self.save(generation, runner, request, folder, inputs, extra=extra)
+        generation = self.generate(pipeline, request, label)
+        return self.save(generation, pipeline, request, folder, inputs, extra=extra)
 
     def run_info(self) -> dict[str, Any]:
         """How the images were made, beyond the request: device, demo mode, PICO version, time."""
@@ -89,8 +90,8 @@ class Session:
             "Created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
 
-def label_for(runner: Runner, request: GenerationRequest) -> str:
+def label_for(pipeline: PipelineInfo, request: GenerationRequest) -> str:
     """The progress label of a request: command, image count and seed."""
     count = f"{request.total} images" if request.total > 1 else "1 image"
     seed = f", seed {request.seed}" if request.seed is not None and request.seed >= 0 else ""
-    return f"{runner.command} ({count}{seed})"
+    return f"{pipeline.command} ({count}{seed})"

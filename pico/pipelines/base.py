@@ -11,43 +11,25 @@ from __future__ import annotations
 import copy
 import inspect
 import logging
-import secrets
 import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator
 
+from pico.catalog.pipelines import PipelineInfo
 from pico.errors import Cancelled, InvalidRequest, OutOfMemory
 from pico.pipelines.schedulers import build_scheduler, scheduler_name
-from pico.schemas.requests import MAX_SEED, GenerationRequest
+from pico.schemas.requests import GenerationRequest, pick_seeds
+from pico.schemas.results import Generation, StepCallback
 
 if TYPE_CHECKING:
     import torch
-    from PIL import Image
 
 log = logging.getLogger("pico")
 
-StepCallback = Callable[[int, int], "bool | None"]
-"""Called after each denoising step with (steps done, steps in all).
-
-Returning True ends denoising early and keeps the images as they are (A1111's interrupt);
-raising aborts the generation (a cancel).
-"""
-
 OOM_HINT = ("Ask for fewer images (Total), a smaller Width/Height, turn on AttentionSlicing, "
             "or start with --offload model.")
-
-
-@dataclass
-class Generation:
-    """What a runner returns: the images, one metadata dict per image, and notes for the user."""
-
-    name: str
-    images: list["Image.Image"]
-    metadata: list[dict[str, Any]]
-    warnings: list[str] = field(default_factory=list)
-    elapsed: float = 0.0
 
 
 @dataclass
@@ -133,12 +115,6 @@ def keep_vae_in_float32(vae: Any) -> None:
 
 def _inputs_to_float32(_module: Any, args: tuple) -> tuple:
     return tuple(arg.float() if getattr(arg, "is_floating_point", lambda: False)() else arg for arg in args)
-
-
-def pick_seeds(seed: int | None, total: int) -> list[int]:
-    """One seed per image: ``seed``, ``seed``+1, ... (a random start when seed is null or -1)."""
-    start = secrets.randbelow(MAX_SEED + 1) if seed is None or seed < 0 else seed
-    return [(start + i) % (MAX_SEED + 1) for i in range(total)]
 
 
 def generators(seeds: list[int]) -> list["torch.Generator"]:
@@ -312,14 +288,25 @@ def model_kind(base: Any) -> str:
 class Runner:
     """One pipeline family: its names, its request type, and how to call its Diffusers pipeline."""
 
-    name: ClassVar[str]  # the Name in responses: "StableDiffusionXL"
-    route: ClassVar[str]  # the REST route: "stable-diffusion-xl"
-    command: ClassVar[str]  # the CLI subcommand: "stable-diffusion-xl"
-    request_type: ClassVar[type[GenerationRequest]]
-    summary: ClassVar[str]
+    info: ClassVar[PipelineInfo]  # its names and request type, from the catalog
     default_scheduler: ClassVar[str | None] = None  # None: the model's own
     batchable: ClassVar[bool] = False  # whether requests of this family can share one pipeline call
     accepts: ClassVar[tuple[str, ...]] = ("text-to-image",)  # the kinds of model it runs (see model_kind)
+
+    @property
+    def name(self) -> str:
+        """The Name in responses: "StableDiffusionXL"."""
+        return self.info.name
+
+    @property
+    def route(self) -> str:
+        """The REST route under /api/v1: "stable-diffusion-xl"."""
+        return self.info.route
+
+    @property
+    def command(self) -> str:
+        """The CLI subcommand: "stable-diffusion-xl"."""
+        return self.info.command
 
     def derive(self, base: Any, **components: Any) -> Any:
         """The task pipeline, sharing ``base``'s weights (from_pipe), with ``components`` swapped in."""

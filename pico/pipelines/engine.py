@@ -19,8 +19,6 @@ from pico.faults import Faults
 from pico.pipelines.base import (
     AttentionGate,
     CallContext,
-    Generation,
-    StepCallback,
     WarmPipelines,
     configure_attention,
     free_device_memory,
@@ -31,12 +29,15 @@ from pico.pipelines.base import (
     quiet_libraries,
     settle_python_heap,
 )
-from pico.pipelines.loader import ModelCache, ModelResolver, canonical, load_pipeline, load_vae
-from pico.pipelines.models import VAE_MODELS, model_id
-from pico.pipelines.registry import runner_for, text_to_image_runner
+from pico.catalog.models import VAE_MODELS, canonical, model_id
+from pico.catalog.pipelines import text_to_image_pipeline
+from pico.catalog.resolver import ModelResolver
+from pico.pipelines.loader import ModelCache, load_pipeline, load_vae
+from pico.pipelines.registry import runner_for
 from pico.pipelines.speedups import CUDA_GRAPH_MODES, speed_up
 from pico.pipelines.threads import GenerationThreads
 from pico.schemas.requests import GenerationRequest
+from pico.schemas.results import Generation, StepCallback
 
 log = logging.getLogger("pico")
 
@@ -163,9 +164,8 @@ class Engine:
         """
         for name in models:
             model = model_id(name)
-            runner = text_to_image_runner(model)
-            request = runner.request_type.parse({"Phrase": "warm-up", "Steps": 2, "Model": model},
-                                                self.settings.max_pixels)
+            request_type = text_to_image_pipeline(model).request_type
+            request = request_type.parse({"Phrase": "warm-up", "Steps": 2, "Model": model}, self.settings.max_pixels)
             started = time.perf_counter()
             try:
                 self.generate(request)

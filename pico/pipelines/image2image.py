@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pico.catalog.pipelines import pipeline_info
 from pico.pipelines.base import Runner
 from pico.schemas.requests import StableDiffusionImageToImageRequest
 
@@ -11,11 +12,7 @@ from pico.schemas.requests import StableDiffusionImageToImageRequest
 class ImageToImage(Runner):
     """Redraws an input image guided by a phrase; Strength says how much."""
 
-    name = "StableDiffusionImageToImage"
-    route = "stable-diffusion-image-to-image"
-    command = "image-to-image"
-    request_type = StableDiffusionImageToImageRequest
-    summary = "Stable Diffusion image-to-image: redraw an image guided by a phrase."
+    info = pipeline_info("stable-diffusion-image-to-image")
 
     def derive(self, base: Any, **components: Any) -> Any:
         from diffusers import AutoPipelineForImage2Image

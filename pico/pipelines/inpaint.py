@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pico.catalog.pipelines import pipeline_info
 from pico.pipelines.base import Runner
 from pico.schemas.requests import StableDiffusionInpaintRequest
 
@@ -11,12 +12,8 @@ from pico.schemas.requests import StableDiffusionInpaintRequest
 class Inpaint(Runner):
     """Repaints the white area of a mask; a 9-channel inpainting model or any text-to-image model."""
 
-    name = "StableDiffusionInpaint"
-    route = "stable-diffusion-inpaint"
-    command = "inpaint"
-    request_type = StableDiffusionInpaintRequest
+    info = pipeline_info("stable-diffusion-inpaint")
     accepts = ("text-to-image", "inpainting")
-    summary = "Stable Diffusion inpainting: repaint the white area of a mask."
 
     def derive(self, base: Any, **components: Any) -> Any:
         from diffusers import AutoPipelineForInpainting

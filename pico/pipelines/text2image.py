@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from pico.catalog.pipelines import pipeline_info
 from pico.pipelines.base import Runner
 from pico.schemas.requests import (
-    StableDiffusion2Request,
     StableDiffusionRequest,
-    StableDiffusionXlRequest,
 )
 
 
@@ -37,29 +36,17 @@ class TextToImage(Runner):
 class StableDiffusion(TextToImage):
     """Stable Diffusion 1.x (runwayml/stable-diffusion-v1-5 by default)."""
 
-    name = "StableDiffusion"
-    route = "stable-diffusion"
-    command = "stable-diffusion"
-    request_type = StableDiffusionRequest
-    summary = "Stable Diffusion 1.x text-to-image."
+    info = pipeline_info("stable-diffusion")
 
 
 class StableDiffusion2(TextToImage):
     """Stable Diffusion 2.x, with the DPM-Solver multistep scheduler as the original used."""
 
-    name = "StableDiffusion2"
-    route = "stable-diffusion-2"
-    command = "stable-diffusion-2"
-    request_type = StableDiffusion2Request
-    summary = "Stable Diffusion 2.x text-to-image, with the DPM-Solver multistep scheduler."
+    info = pipeline_info("stable-diffusion-2")
     default_scheduler = "DPM++ 2M"
 
 
 class StableDiffusionXL(TextToImage):
     """Stable Diffusion XL, without the invisible watermark."""
 
-    name = "StableDiffusionXL"
-    route = "stable-diffusion-xl"
-    command = "stable-diffusion-xl"
-    request_type = StableDiffusionXlRequest
-    summary = "Stable Diffusion XL text-to-image, without the invisible watermark."
+    info = pipeline_info("stable-diffusion-xl")

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from pico.errors import Cancelled
-from pico.pipelines.base import StepCallback
+from pico.schemas.results import StepCallback
 
 T = TypeVar("T")
 

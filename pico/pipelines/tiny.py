@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pico.pipelines.models import (
+from pico.catalog.models import (
     SD1_INPAINT_MODEL,
     SD1_MODEL,
     SD2_MODEL,

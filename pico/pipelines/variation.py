@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pico.catalog.pipelines import pipeline_info
 from pico.pipelines.base import Runner
 from pico.schemas.requests import StableDiffusionImageVariationRequest
 
@@ -11,12 +12,8 @@ from pico.schemas.requests import StableDiffusionImageVariationRequest
 class ImageVariation(Runner):
     """New images in the manner of an input image, from an image-variation model (no phrase)."""
 
-    name = "StableDiffusionImageVariation"
-    route = "stable-diffusion-image-variation"
-    command = "image-variation"
-    request_type = StableDiffusionImageVariationRequest
+    info = pipeline_info("stable-diffusion-image-variation")
     accepts = ("variation",)
-    summary = "Stable Diffusion image variation: new images in the manner of an input image."
 
     def derive(self, base: Any, **components: Any) -> Any:
         from diffusers import StableDiffusionImageVariationPipeline

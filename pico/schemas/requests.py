@@ -6,8 +6,8 @@ Field names travel as PascalCase (``GuidanceScale``), exactly as existing client
 from __future__ import annotations
 
 import math
-
 import re
+import secrets
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
@@ -16,8 +16,8 @@ from dataclasses_json import config as json_config
 from PIL import Image
 
 from pico.errors import InvalidRequest
-from pico.pipelines.models import SD1_INPAINT_MODEL, SD1_MODEL, SD2_MODEL, SDXL_MODEL, VARIATION_MODEL
-from pico.pipelines.schedulers import SCHEDULER_NAMES
+from pico.catalog.models import SD1_INPAINT_MODEL, SD1_MODEL, SD2_MODEL, SDXL_MODEL, VARIATION_MODEL
+from pico.catalog.samplers import SCHEDULER_NAMES
 from pico.schemas import fields
 from pico.schemas.fields import internal, option
 from pico.schemas.images import FORMATS, decode_image
@@ -33,6 +33,12 @@ MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*")
 def valid_model_id(text: str) -> bool:
     """True for an org/name model id: no path, no '..', nothing after the name (not even a newline)."""
     return MODEL_ID.fullmatch(text) is not None and ".." not in text
+
+def pick_seeds(seed: int | None, total: int) -> list[int]:
+    """One seed per image: ``seed``, ``seed``+1, ... (a random start when seed is null or -1)."""
+    start = secrets.randbelow(MAX_SEED + 1) if seed is None or seed < 0 else seed
+    return [(start + i) % (MAX_SEED + 1) for i in range(total)]
+
 
 R = TypeVar("R", bound="GenerationRequest")
 

@@ -2,26 +2,22 @@
 
 from __future__ import annotations
 
-import json
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING
 
 import bottle
 
 from pico import __version__
-from pico.pipelines.base import Generation, Runner
-from pico.pipelines.registry import RUNNERS
-from pico.schemas.fields import to_wire
-from pico.schemas.images import embedded_parameters, encode_image, to_base64
+from pico.catalog.pipelines import PIPELINES, PipelineInfo
+from pico.schemas.images import to_base64
 from pico.schemas.requests import GenerationRequest
 from pico.schemas.responses import Health, JobStatus, PicoImage, PicoResponse, ServerStatus
-from pico.server.body import parse_json, read_body
-from pico.server.connection import client_alive
+from pico.schemas.results import Generation
+from pico.server.http import encoded_images, read_json_body, run_job, send_json
 from pico.server.openapi import RouteDoc
 
 if TYPE_CHECKING:
-    from pico.jobs import Job
-    from pico.server.app import Service
+    from pico.server.service import Service
 
 PREFIX = "/api/v1"
 TAG = "PICO API"
@@ -41,9 +37,9 @@ def install(app: bottle.Bottle, service: "Service") -> None:
               lambda job_id: send_json(jobs.cancel(job_id).describe()),
               doc=RouteDoc("Cancel a job: queued, it leaves the queue; running, it stops at its next step", TAG,
                            response=JobStatus))
-    for runner in RUNNERS:
-        app.route(f"{PREFIX}/{runner.route}", "POST", _generation_route(service, runner),
-                  doc=RouteDoc(runner.summary, TAG, request=runner.request_type, response=PicoResponse))
+    for pipeline in PIPELINES:
+        app.route(f"{PREFIX}/{pipeline.route}", "POST", _generation_route(service, pipeline),
+                  doc=RouteDoc(pipeline.summary, TAG, request=pipeline.request_type, response=PicoResponse))
 
 
 def status(service: "Service") -> ServerStatus:
@@ -59,68 +55,26 @@ def status(service: "Service") -> ServerStatus:
     )
 
 
-def run_job(service: "Service", runner: Runner, request: GenerationRequest,
-            origin: str = "pico") -> tuple["Job", Generation]:
-    """Run a request through the job slots (batched with others when it can be) for the current HTTP request."""
-    environ = bottle.request.environ
-    job, generation = service.jobs.run(runner.route, request, on_start=_announce_job, alive=client_alive(environ),
-                                       origin=origin)
-    environ["pico.log"] = {"images": job.images, "seed": job.seeds[0]}
-    return job, generation
-
-
-def run_jobs(service: "Service", runner: Runner, requests: list[GenerationRequest],
-             go_on: Callable[["Job"], bool] = lambda _job: True,
-             origin: str = "pico") -> tuple["Job", list[Generation]]:
-    """Run requests one after another in one job and one slot, for the current HTTP request."""
-    environ = bottle.request.environ
-    job, generations = service.jobs.run_many(runner.route, requests, on_start=_announce_job,
-                                             alive=client_alive(environ), go_on=go_on, origin=origin)
-    environ["pico.log"] = {"images": job.images, "seed": job.seeds[0]}
-    return job, generations
-
-
-def read_json_body(service: "Service") -> Any:
-    """The current request's body as JSON, within the body limit."""
-    return parse_json(read_body(bottle.request.environ, service.settings.max_body_mb * 1024 * 1024))
-
-
-def _generation_route(service: "Service", runner: Runner):
+def _generation_route(service: "Service", pipeline: PipelineInfo):
     def generate() -> str:
-        request = runner.request_type.parse(read_json_body(service), service.settings.max_pixels)
-        job, generation = run_job(service, runner, request)
-        return send_json(pico_response(runner, request, generation, job.elapsed,
+        request = pipeline.request_type.parse(read_json_body(service), service.settings.max_pixels)
+        job, generation = run_job(service, pipeline, request)
+        return send_json(pico_response(pipeline, request, generation, job.elapsed,
                                        service.settings.png_compress_level))
 
-    generate.__doc__ = runner.summary
+    generate.__doc__ = pipeline.summary
     return generate
 
 
-def _announce_job(job: "Job") -> None:
-    bottle.response.set_header("X-Pico-Job", job.id)
-
-
-def pico_response(runner: Runner, request: GenerationRequest, generation: Generation, elapsed: float,
+def pico_response(pipeline: PipelineInfo, request: GenerationRequest, generation: Generation, elapsed: float,
                   compress_level: int) -> PicoResponse:
     """The PicoResponse for a generation: each image encoded with its parameters embedded."""
     images = [
         PicoImage(name=generation.name, image_base64=to_base64(data), metadata=meta)
-        for data, meta in zip(encoded_images(runner, request, generation, request.output_format, compress_level),
+        for data, meta in zip(encoded_images(pipeline, request, generation, request.output_format, compress_level),
                               generation.metadata)
     ]
     return PicoResponse(elapsed_seconds=round(elapsed, 3), images=images,
                         ignored_fields=request.ignored_fields, warnings=generation.warnings)
 
 
-def encoded_images(runner: Runner, request: GenerationRequest, generation: Generation, fmt: str,
-                   compress_level: int) -> list[bytes]:
-    """Each image of a generation encoded as ``fmt``, PNGs with their parameters embedded."""
-    params = request.parameters()
-    return [encode_image(image, fmt, embedded_parameters(runner.route, params, meta), compress_level)
-            for image, meta in zip(generation.images, generation.metadata)]
-
-
-def send_json(data: Any) -> str:
-    """Serialise a JSON body (plain data, or dataclasses under their wire names) for the current response."""
-    bottle.response.content_type = "application/json"
-    return json.dumps(to_wire(data), ensure_ascii=False)

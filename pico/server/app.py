@@ -9,20 +9,22 @@ from __future__ import annotations
 import hmac
 import logging
 import time
-from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import bottle
 
 from pico.config import Settings
-from pico.errors import InvalidRequest, Unauthorized
+from pico.errors import Unauthorized
 from pico.jobs import Jobs
-from pico.pipelines.engine import Engine
-from pico.pipelines.models import model_id
-from pico.schemas.requests import valid_model_id
-from pico.server import a1111, api, openai_api
+from pico.server import a1111, api, openai
 from pico.server.errors import ErrorPlugin, abort_with, install_error_pages
+from pico.server.http import send_json
 from pico.server.metrics import CONTENT_TYPE, Metrics
 from pico.server.openapi import RouteDoc, docs_page, document
+from pico.server.service import Service
+
+if TYPE_CHECKING:
+    from pico.pipelines.engine import Engine
 
 log = logging.getLogger("pico")
 
@@ -32,26 +34,12 @@ CORS_EXPOSE = "X-Pico-Job, Retry-After"
 SERVER_TAG = "Server"
 
 
-@dataclass
-class Service:
-    """What the routes share: settings, the engine and the job slots."""
-
-    settings: Settings
-    engine: Engine
-    jobs: Jobs
-    started: float = field(default_factory=time.time)
-    default_model: str = ""  # for the OpenAI and A1111 routes; A1111's options can switch it
-
-    def __post_init__(self) -> None:
-        self.default_model = self.default_model or model_id(self.settings.default_model)
-        if not valid_model_id(self.default_model):
-            raise InvalidRequest(f"--default-model must be sd15, sd2, sdxl or an org/name model id, got "
-                                 f"{self.settings.default_model!r}", field="default-model")
-
-
-def create_app(settings: Settings, engine: Engine | None = None) -> bottle.Bottle:
+def create_app(settings: Settings, engine: "Engine | None" = None) -> bottle.Bottle:
     """The PICO WSGI app for ``settings``; pass ``engine`` to share one that exists."""
-    engine = engine or Engine(settings)
+    if engine is None:
+        from pico.pipelines.engine import Engine
+
+        engine = Engine(settings)
     jobs = Jobs(engine.generate_batch, settings.threadsmax, settings.queue,
                 batch_window=settings.batch_window_ms / 1000, max_batch=settings.max_batch,
                 batch_key=engine.batch_key)
@@ -65,14 +53,14 @@ def create_app(settings: Settings, engine: Engine | None = None) -> bottle.Bottl
     app.add_hook("after_request", lambda: _after(settings, metrics))
     api.install(app, service)
     a1111.install(app, service)
-    openai_api.install(app, service)
+    openai.install(app, service)
     _install_meta_routes(app, metrics)
     return app
 
 
 def _install_meta_routes(app: bottle.Bottle, metrics: Metrics) -> None:
     def openapi() -> str:
-        return api.send_json(openapi_doc)
+        return send_json(openapi_doc)
 
     def docs() -> str:
         bottle.response.content_type = "text/html; charset=utf-8"

@@ -9,8 +9,8 @@ from prometheus_client.core import GaugeMetricFamily
 
 if TYPE_CHECKING:
     from pico.jobs import Job
-    from pico.pipelines.base import Generation
-    from pico.server.app import Service
+    from pico.schemas.results import Generation
+    from pico.server.service import Service
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 SECOND_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160, 320)

@@ -135,7 +135,7 @@ def test_validation_names_lines_and_fields(tmp_path):
         "[1, 2]",
     )
     good, bad = load_jobs(jobs, MAX_PIXELS)
-    assert [(j.line, j.id, j.runner.route) for j in good] == [(3, "x", "stable-diffusion")]
+    assert [(j.line, j.id, j.pipeline.route) for j in good] == [(3, "x", "stable-diffusion")]
     assert [b.describe() for b in bad] == [
         "line 2 (job-0002): unknown field 'Sede' for stable-diffusion; did you mean 'Seed'?",
         "line 4 (x): Id 'x' is already used by line 3",

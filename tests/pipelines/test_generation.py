@@ -11,7 +11,7 @@ from pico.config import Settings
 from pico.errors import InvalidRequest, ModelUnavailable, OutOfMemory
 from pico.pipelines.engine import Engine
 from pico.pipelines.registry import RUNNERS, find_runner
-from pico.pipelines.schedulers import SCHEDULER_NAMES
+from pico.catalog.samplers import SCHEDULER_NAMES
 from pico.schemas.requests import (
     StableDiffusion2Request,
     StableDiffusionImageToImageRequest,

@@ -14,8 +14,9 @@ import torch
 from PIL import Image
 
 from pico.pipelines.base import keep_vae_in_float32
-from pico.pipelines.loader import ModelSource, load_pipeline
-from pico.pipelines.models import SD1_MODEL, SDXL_MODEL
+from pico.catalog.resolver import ModelSource
+from pico.pipelines.loader import load_pipeline
+from pico.catalog.models import SD1_MODEL, SDXL_MODEL
 from pico.pipelines.registry import RUNNERS, find_runner
 
 

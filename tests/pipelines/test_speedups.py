@@ -7,7 +7,7 @@ import torch
 
 from pico.config import Settings
 from pico.pipelines.engine import Engine
-from pico.pipelines.models import SDXL_FP16_VAE
+from pico.catalog.models import SDXL_FP16_VAE
 from pico.schemas.requests import StableDiffusionRequest, StableDiffusionXlRequest
 
 

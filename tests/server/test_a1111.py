@@ -10,10 +10,10 @@ import pytest
 import webuiapi
 from PIL import Image
 
-from pico.pipelines.models import SD1_INPAINT_MODEL, SD1_MODEL, SD2_MODEL, SDXL_MODEL
-from pico.pipelines.schedulers import SCHEDULERS
-from pico.server.a1111 import EMPTY_LISTS, a1111_mask
-from pico.server.a1111_schemas import Img2ImgRequest
+from pico.catalog.models import SD1_INPAINT_MODEL, SD1_MODEL, SD2_MODEL, SDXL_MODEL
+from pico.catalog.samplers import SCHEDULERS
+from pico.server.a1111.routes import EMPTY_LISTS, a1111_mask
+from pico.server.a1111.schemas import Img2ImgRequest
 from tests.conftest import b64, png_bytes
 
 SMALL = {"width": 64, "height": 64, "steps": 2}

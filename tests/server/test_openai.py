@@ -87,7 +87,7 @@ def test_edit_with_mask_is_inpainting_and_transparent_means_repaint(client):
 
 
 def test_repaint_mask_conversion():
-    from pico.server.openai_api import _repaint_mask
+    from pico.server.openai.routes import _repaint_mask
 
     mask = Image.new("RGBA", (4, 1), (0, 0, 0, 255))
     mask.putpixel((0, 0), (0, 0, 0, 0))

@@ -8,7 +8,8 @@ import time
 import pytest
 
 from pico.errors import ModelNotAllowed
-from pico.pipelines.loader import ModelCache, ModelResolver
+from pico.catalog.resolver import ModelResolver
+from pico.pipelines.loader import ModelCache
 
 
 @pytest.fixture

@@ -9,12 +9,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pico.errors import InvalidRequest, MalformedRequest
-from pico.pipelines.registry import RUNNERS
+from pico.catalog.pipelines import PIPELINES
 from pico.schemas import fields
 from pico.schemas.requests import StableDiffusionRequest, StableDiffusionXlRequest
 
 MAX_PIXELS = 2048 * 2048
-REQUEST_TYPES = [runner.request_type for runner in RUNNERS]
+REQUEST_TYPES = [pipeline.request_type for pipeline in PIPELINES]
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True, allow_infinity=True) | st.text(),

@@ -12,7 +12,7 @@ import re
 from typing import Any
 
 from pico.schemas.images import decode_base64, read_parameters
-from pico.server.a1111_schemas import PngInfoResponse
+from pico.server.a1111.schemas import PngInfoResponse
 
 PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
 IMAGE_SIZE = re.compile(r"^(\d+)x(\d+)$")

@@ -9,37 +9,35 @@ through the SDKs' ``extra_body``.
 from __future__ import annotations
 
 import io
-import secrets
-import threading
 import time
 import typing
-from collections import OrderedDict
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import bottle
-from dataclasses_json import DataClassJsonMixin
 from PIL import Image
 
-from pico.errors import InvalidRequest, MalformedRequest, NotFound, PicoError
-from pico.pipelines.models import SD1_INPAINT_MODEL, VARIATION_MODEL, model_id
-from pico.pipelines.registry import find_runner, text_to_image_runner
-from pico.pipelines.schedulers import SCHEDULER_NAMES
+from pico.catalog.models import SD1_INPAINT_MODEL, VARIATION_MODEL, model_id
+from pico.catalog.pipelines import find_pipeline, text_to_image_pipeline
+from pico.errors import InvalidRequest, MalformedRequest, PicoError
 from pico.schemas import fields
-from pico.schemas.fields import option
-from pico.schemas.images import FORMATS, MIME_TYPES, open_image, to_base64
-from pico.schemas.requests import MAX_PHRASE_CHARS, MAX_SEED, MAX_STEPS, MAX_TOTAL
-from pico.server.api import encoded_images, read_json_body, run_job, send_json
+from pico.schemas.images import MIME_TYPES, open_image, to_base64
 from pico.server.body import read_body
 from pico.server.errors import in_protocol_terms
+from pico.server.http import encoded_images, read_json_body, run_job, send_json
+from pico.server.openai.schemas import (
+    ImageEditRequest,
+    ImageGenerationRequest,
+    ImageVariationRequest,
+    OpenAIImage,
+    OpenAIImagesResponse,
+)
+from pico.server.openai.store import ResultStore
 from pico.server.openapi import RouteDoc
 
 if TYPE_CHECKING:
-    from pico.server.app import Service
+    from pico.server.service import Service
 
 TAG = "OpenAI Images API"
-URL_TTL_SECONDS = 3600  # OpenAI's image URLs last an hour too
-URL_STORE_BYTES = 256 * 1024 * 1024  # what response_format=url may hold in memory
 OPENAI_MODEL_PREFIXES = ("dall-e", "gpt-image")  # clients that hard-code OpenAI's models get the default
 
 # PICO field -> OpenAI parameter, so errors name what the client sent.
@@ -49,102 +47,6 @@ PARAMS = {
     "Height": "size", "ImageBase64": "image", "MaskImageBase64": "mask", "Model": "model",
     "OutputFormat": "output_format",
 }
-
-
-@dataclass(kw_only=True)
-class _Common(DataClassJsonMixin):
-    """Fields every OpenAI image route takes."""
-
-    model: str | None = option(None, max_length=200,
-                               description="sd15, sd2, sdxl, sd15-inpaint, sd-variation, or an allowed model id; "
-                                           "default: the server's default model.")
-    n: int = option(1, minimum=1, maximum=MAX_TOTAL, description="Number of images.")
-    size: str = option("auto", max_length=20, description="WIDTHxHEIGHT (multiples of 8) or auto (the model's own).")
-    response_format: str = option("b64_json", choices=("b64_json", "url"),
-                                  description="b64_json, or url (served by this server for an hour).")
-    output_format: str = option("png", choices=FORMATS, description="png, jpeg or webp.")
-    user: str | None = option(None, max_length=256, description="Accepted and ignored.")
-    seed: int | None = option(None, minimum=-1, maximum=MAX_SEED, description="extra_body: first image's seed.")
-    steps: int | None = option(None, minimum=1, maximum=MAX_STEPS, description="extra_body: denoising steps.")
-    guidance_scale: float | None = option(None, minimum=0, maximum=10, description="extra_body: guidance scale.")
-    scheduler: str | None = option(None, choices=SCHEDULER_NAMES, description="extra_body: sampler (A1111 name).")
-
-
-@dataclass(kw_only=True)
-class ImageGenerationRequest(_Common):
-    """OpenAI images.generate, run as Stable Diffusion text-to-image."""
-
-    prompt: str = option("", required=True, max_length=MAX_PHRASE_CHARS, example="ginger cat",
-                         description="What to draw.")
-    negative_prompt: str | None = option(None, max_length=MAX_PHRASE_CHARS, description="extra_body: what to avoid.")
-    quality: str | None = option(None, max_length=20, description="Accepted and ignored.")
-    style: str | None = option(None, max_length=20, description="Accepted and ignored.")
-
-
-@dataclass(kw_only=True)
-class ImageEditRequest(_Common):
-    """OpenAI images.edit (multipart): inpainting with a mask, image-to-image without."""
-
-    image: str = option("", required=True, file=True, description="The image file (also image[]; the first is used).")
-    mask: str | None = option(None, file=True, description="PNG whose transparent pixels mark the area to repaint.")
-    prompt: str = option("", required=True, max_length=MAX_PHRASE_CHARS, description="What to draw.")
-    negative_prompt: str | None = option(None, max_length=MAX_PHRASE_CHARS, description="extra_body: what to avoid.")
-    strength: float | None = option(None, minimum=0, maximum=1, description="extra_body: how much to change.")
-
-
-@dataclass(kw_only=True)
-class ImageVariationRequest(_Common):
-    """OpenAI images.create_variation (multipart), run as Stable Diffusion image variation."""
-
-    image: str = option("", required=True, file=True, description="The image file.")
-
-
-@dataclass
-class OpenAIImage(DataClassJsonMixin):
-    """One image: base64 or a URL."""
-
-    b64_json: str | None = None
-    url: str | None = None
-
-
-@dataclass
-class OpenAIImagesResponse(DataClassJsonMixin):
-    """The body of every OpenAI image route."""
-
-    created: int
-    data: list[OpenAIImage]
-    output_format: str
-    size: str
-
-
-class ResultStore:
-    """Encoded images for response_format=url: kept an hour, the oldest dropped beyond URL_STORE_BYTES."""
-
-    def __init__(self) -> None:
-        self._items: OrderedDict[str, tuple[float, str, bytes]] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-
-    def put(self, data: bytes, fmt: str) -> str:
-        """Store an image; returns its token."""
-        token = secrets.token_urlsafe(18)
-        with self._lock:
-            self._items[token] = (time.monotonic() + URL_TTL_SECONDS, fmt, data)
-            self._bytes += len(data)
-            while self._bytes > URL_STORE_BYTES and len(self._items) > 1:
-                self._bytes -= len(self._items.popitem(last=False)[1][2])
-        return token
-
-    def get(self, token: str) -> tuple[str, bytes]:
-        """(format, bytes) of a stored image; NotFound once expired."""
-        with self._lock:
-            now = time.monotonic()
-            for key in [k for k, (expires, _, _) in self._items.items() if expires < now]:
-                self._bytes -= len(self._items.pop(key)[2])
-            item = self._items.get(token)
-        if item is None:
-            raise NotFound("This image URL has expired or never existed; image URLs last one hour")
-        return item[1], item[2]
 
 
 def install(app: bottle.Bottle, service: "Service") -> None:
@@ -186,9 +88,9 @@ def install(app: bottle.Bottle, service: "Service") -> None:
 
 def _answer(service: "Service", store: ResultStore, kind: str, request: Any, files: dict[str, bytes]) -> str:
     """Translate, run through the job slots, and encode the OpenAI response."""
-    runner, pico_request = _translate(service, kind, request, files)
-    _, generation = run_job(service, runner, pico_request, origin="openai")
-    encoded = encoded_images(runner, pico_request, generation, request.output_format,
+    pipeline, pico_request = _translate(service, kind, request, files)
+    _, generation = run_job(service, pipeline, pico_request, origin="openai")
+    encoded = encoded_images(pipeline, pico_request, generation, request.output_format,
                              service.settings.png_compress_level)
     if request.response_format == "url":
         base = f"{bottle.request.urlparts.scheme}://{bottle.request.urlparts.netloc}/v1/images/files"
@@ -204,7 +106,7 @@ def _answer(service: "Service", store: ResultStore, kind: str, request: Any, fil
 
 
 def _translate(service: "Service", kind: str, request: Any, files: dict[str, bytes]) -> tuple[Any, Any]:
-    """The PICO runner and validated PICO request for an OpenAI request (files: multipart uploads)."""
+    """The PICO pipeline and validated PICO request for an OpenAI request (files: multipart uploads)."""
     width, height = _size(request.size)
     body: dict[str, Any] = {
         "Total": request.n, "Seed": request.seed, "Steps": request.steps, "GuidanceScale": request.guidance_scale,
@@ -213,29 +115,29 @@ def _translate(service: "Service", kind: str, request: Any, files: dict[str, byt
     images: dict[str, Image.Image] = {}
     if kind == "generations":
         model = _model(request.model, service.default_model)
-        runner = text_to_image_runner(model)
+        pipeline = text_to_image_pipeline(model)
         body.update(Phrase=request.prompt, NegativePhrase=request.negative_prompt)
     else:
         images["ImageBase64"] = _upload(service, files, "image")
         if kind == "variations":
-            runner = find_runner("image-variation")
+            pipeline = find_pipeline("image-variation")
             model = _model(request.model, VARIATION_MODEL)
         elif "mask" in files:
-            runner = find_runner("inpaint")
+            pipeline = find_pipeline("inpaint")
             model = _model(request.model, SD1_INPAINT_MODEL)
             images["MaskImageBase64"] = _repaint_mask(_upload(service, files, "mask", mode="RGBA"))
         else:
-            runner = find_runner("image-to-image")
+            pipeline = find_pipeline("image-to-image")
             model = _model(request.model, service.default_model)
         if kind == "edits":
             body.update(Phrase=request.prompt, NegativePhrase=request.negative_prompt, Strength=request.strength)
     body["Model"] = model
     try:
-        pico_request = runner.request_type.parse({k: v for k, v in body.items() if v is not None},
+        pico_request = pipeline.request_type.parse({k: v for k, v in body.items() if v is not None},
                                                  service.settings.max_pixels, images=images)
     except PicoError as exc:
         raise in_protocol_terms(exc, PARAMS) from None
-    return runner, pico_request
+    return pipeline, pico_request
 
 
 def _model(name: str | None, default: str) -> str:

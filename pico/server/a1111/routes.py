@@ -20,15 +20,14 @@ from PIL import Image, ImageFilter, ImageOps
 from pico import __version__
 from pico.errors import InvalidRequest
 from pico.jobs import Job, JobState
-from pico.pipelines.base import Runner, pick_seeds
-from pico.pipelines.registry import find_runner, text_to_image_runner
-from pico.pipelines.schedulers import SCHEDULERS
+from pico.catalog.pipelines import PipelineInfo, find_pipeline, text_to_image_pipeline
+from pico.catalog.samplers import SCHEDULERS
 from pico.schemas import fields
 from pico.schemas.images import a1111_parameters, decode_image, to_base64
-from pico.schemas.requests import MAX_SEED, GenerationRequest
-from pico.server.a1111_infotext import png_info
-from pico.server.a1111_models import checkpoint_for, checkpoint_items, set_options
-from pico.server.a1111_schemas import (
+from pico.schemas.requests import MAX_SEED, GenerationRequest, pick_seeds
+from pico.server.a1111.infotext import png_info
+from pico.server.a1111.checkpoints import checkpoint_for, checkpoint_items, set_options
+from pico.server.a1111.schemas import (
     DEFAULT_SAMPLER,
     SCHEDULE_TYPES,
     EmbeddingsResponse,
@@ -45,12 +44,12 @@ from pico.server.a1111_schemas import (
     SDModelItem,
     Txt2ImgRequest,
 )
-from pico.server.api import encoded_images, read_json_body, run_jobs, send_json
+from pico.server.http import encoded_images, read_json_body, run_jobs, send_json
 from pico.server.errors import in_protocol_terms
 from pico.server.openapi import RouteDoc
 
 if TYPE_CHECKING:
-    from pico.server.app import Service
+    from pico.server.service import Service
 
 PREFIX = "/sdapi/v1"
 ORIGIN = "a1111"  # interrupt and skip reach only the jobs this API started, as in A1111
@@ -150,8 +149,8 @@ def txt2img(service: "Service", interrupts: Interrupts) -> dict:
     body = read_json_body(service)
     request = fields.parse(Txt2ImgRequest, body)
     model = checkpoint_for(service, request)
-    runner = text_to_image_runner(model)
-    return generate(service, interrupts, runner, pico_request(service, runner, request, model), request, body)
+    pipeline = text_to_image_pipeline(model)
+    return generate(service, interrupts, pipeline, pico_request(service, pipeline, request, model), request, body)
 
 
 def img2img(service: "Service", interrupts: Interrupts) -> dict:
@@ -165,20 +164,20 @@ def img2img(service: "Service", interrupts: Interrupts) -> dict:
     init = decode_image(request.init_images[0], "init_images", max_pixels)
     strength = {"Strength": request.denoising_strength}
     if not request.mask:
-        runner = find_runner("image-to-image")
-        pico = pico_request(service, runner, request, model, strength, {"ImageBase64": init})
-        return generate(service, interrupts, runner, pico, request, body)
+        pipeline = find_pipeline("image-to-image")
+        pico = pico_request(service, pipeline, request, model, strength, {"ImageBase64": init})
+        return generate(service, interrupts, pipeline, pico, request, body)
     mask = decode_image(request.mask, "mask", max_pixels, "RGBA")
-    runner = find_runner("inpaint")
-    pico = pico_request(service, runner, request, model, strength, {"ImageBase64": init, "MaskImageBase64": mask})
+    pipeline = find_pipeline("inpaint")
+    pico = pico_request(service, pipeline, request, model, strength, {"ImageBase64": init, "MaskImageBase64": mask})
     size = (pico.width, pico.height)
     pico.images.update(ImageBase64=init.resize(size), MaskImageBase64=a1111_mask(mask, request, size))
-    return generate(service, interrupts, runner, pico, request, body)
+    return generate(service, interrupts, pipeline, pico, request, body)
 
 
-def pico_request(service: "Service", runner: Runner, request: Txt2ImgRequest, model: str,
+def pico_request(service: "Service", pipeline: PipelineInfo, request: Txt2ImgRequest, model: str,
                  extra: dict[str, Any] | None = None, images: dict[str, Image.Image] | None = None) -> Any:
-    """The runner's PICO request for an A1111 one, validated; errors name the A1111 field."""
+    """The pipeline's PICO request for an A1111 one, validated; errors name the A1111 field."""
     body = {
         "Phrase": request.prompt or " ",  # A1111 allows an empty prompt, PICO's Phrase not: set below
         "NegativePhrase": request.negative_prompt or None,
@@ -193,7 +192,7 @@ def pico_request(service: "Service", runner: Runner, request: Txt2ImgRequest, mo
         **(extra or {}),
     }
     try:
-        pico = runner.request_type.parse(body, service.settings.max_pixels, images=images)
+        pico = pipeline.request_type.parse(body, service.settings.max_pixels, images=images)
     except InvalidRequest as exc:
         raise in_protocol_terms(exc, A1111_FIELDS) from None
     pico.phrase = request.prompt
@@ -225,7 +224,7 @@ def a1111_mask(image: Image.Image, request: Img2ImgRequest, size: tuple[int, int
     return mask
 
 
-def generate(service: "Service", interrupts: Interrupts, runner: Runner, pico: GenerationRequest,
+def generate(service: "Service", interrupts: Interrupts, pipeline: PipelineInfo, pico: GenerationRequest,
              request: Txt2ImgRequest, body: dict) -> dict:
     """Run n_iter batches (seeds continuing) and answer A1111's images, parameters and info."""
     started = time.time()
@@ -235,7 +234,7 @@ def generate(service: "Service", interrupts: Interrupts, runner: Runner, pico: G
         batch = copy.copy(pico)
         batch.seed = (first_seed + index * pico.total) % (MAX_SEED + 1)
         batches.append(batch)
-    _, generations = run_jobs(service, runner, batches, go_on=lambda job: not interrupts.ends_call(job),
+    _, generations = run_jobs(service, pipeline, batches, go_on=lambda job: not interrupts.ends_call(job),
                               origin=ORIGIN)
     images: list[str] = []
     metadata: list[dict[str, Any]] = []
@@ -243,7 +242,7 @@ def generate(service: "Service", interrupts: Interrupts, runner: Runner, pico: G
     for batch, generation in zip(batches, generations):
         if request.send_images:
             images += [to_base64(png) for png in encoded_images(
-                runner, batch, generation, "png", service.settings.png_compress_level)]
+                pipeline, batch, generation, "png", service.settings.png_compress_level)]
         metadata += generation.metadata
         warnings += [w for w in generation.warnings if w not in warnings]
     parameters = {**body, **request.to_dict()}

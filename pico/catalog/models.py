@@ -1,4 +1,4 @@
-"""The model ids PICO knows by default: defaults per pipeline, VAEs, aliases, revisions."""
+"""The model ids PICO knows by default: defaults per pipeline, VAEs, aliases, revisions, short names."""
 
 from __future__ import annotations
 
@@ -41,3 +41,14 @@ SHORT_NAMES = {
 def model_id(name: str) -> str:
     """A model id from a short name (sd15, sdxl, ...) or an id; ids pass through unchanged."""
     return SHORT_NAMES.get(name.strip().lower(), name.strip())
+
+
+def canonical(model_id: str) -> str:
+    """The id a model lives under now (aliases followed): one cache entry however it is named."""
+    return ALIASES.get(model_id, model_id)
+
+
+def same_model(model_id: str) -> list[str]:
+    """Every name of a model: the id, where it moved, and the old ids that moved to it."""
+    target = canonical(model_id)
+    return [model_id] + [name for name in (target, *ALIASES) if name != model_id and canonical(name) == target]

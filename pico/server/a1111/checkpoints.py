@@ -5,15 +5,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from pico.errors import InvalidRequest, NotFound
-from pico.pipelines.loader import canonical
-from pico.pipelines.models import SHORT_NAMES, VAE_MODELS, VARIATION_MODEL, model_id
+from pico.catalog.models import SHORT_NAMES, VAE_MODELS, VARIATION_MODEL, canonical, model_id
 from pico.schemas import fields
 from pico.schemas.requests import valid_model_id
-from pico.server.a1111_schemas import OptionsUpdate, SDModelItem, Txt2ImgRequest
-from pico.server.api import read_json_body
+from pico.server.a1111.schemas import OptionsUpdate, SDModelItem, Txt2ImgRequest
+from pico.server.http import read_json_body
 
 if TYPE_CHECKING:
-    from pico.server.app import Service
+    from pico.server.service import Service
 
 NOT_CHECKPOINTS = {*VAE_MODELS.values(), VARIATION_MODEL}  # in the models directory, but not txt2img models
 

@@ -1,0 +1,65 @@
+"""What the routes of every protocol share: reading JSON bodies, answering JSON, running jobs, encoding images."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any, Callable
+
+import bottle
+
+from pico.catalog.pipelines import PipelineInfo
+from pico.schemas.fields import to_wire
+from pico.schemas.images import embedded_parameters, encode_image
+from pico.schemas.requests import GenerationRequest
+from pico.schemas.results import Generation
+from pico.server.body import parse_json, read_body
+from pico.server.connection import client_alive
+
+if TYPE_CHECKING:
+    from pico.jobs import Job
+    from pico.server.service import Service
+
+
+def run_job(service: "Service", pipeline: PipelineInfo, request: GenerationRequest,
+            origin: str = "pico") -> tuple["Job", Generation]:
+    """Run a request through the job slots (batched with others when it can be) for the current HTTP request."""
+    environ = bottle.request.environ
+    job, generation = service.jobs.run(pipeline.route, request, on_start=announce_job, alive=client_alive(environ),
+                                       origin=origin)
+    environ["pico.log"] = {"images": job.images, "seed": job.seeds[0]}
+    return job, generation
+
+
+def run_jobs(service: "Service", pipeline: PipelineInfo, requests: list[GenerationRequest],
+             go_on: Callable[["Job"], bool] = lambda _job: True,
+             origin: str = "pico") -> tuple["Job", list[Generation]]:
+    """Run requests one after another in one job and one slot, for the current HTTP request."""
+    environ = bottle.request.environ
+    job, generations = service.jobs.run_many(pipeline.route, requests, on_start=announce_job,
+                                             alive=client_alive(environ), go_on=go_on, origin=origin)
+    environ["pico.log"] = {"images": job.images, "seed": job.seeds[0]}
+    return job, generations
+
+
+def read_json_body(service: "Service") -> Any:
+    """The current request's body as JSON, within the body limit."""
+    return parse_json(read_body(bottle.request.environ, service.settings.max_body_mb * 1024 * 1024))
+
+
+def announce_job(job: "Job") -> None:
+    """Tell the client its job id (X-Pico-Job), as soon as the job exists."""
+    bottle.response.set_header("X-Pico-Job", job.id)
+
+
+def encoded_images(pipeline: PipelineInfo, request: GenerationRequest, generation: Generation, fmt: str,
+                   compress_level: int) -> list[bytes]:
+    """Each image of a generation encoded as ``fmt``, PNGs with their parameters embedded."""
+    params = request.parameters()
+    return [encode_image(image, fmt, embedded_parameters(pipeline.route, params, meta), compress_level)
+            for image, meta in zip(generation.images, generation.metadata)]
+
+
+def send_json(data: Any) -> str:
+    """Serialise a JSON body (plain data, or dataclasses under their wire names) for the current response."""
+    bottle.response.content_type = "application/json"
+    return json.dumps(to_wire(data), ensure_ascii=False)

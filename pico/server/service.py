@@ -1,0 +1,33 @@
+"""What every route shares: the settings, the engine, the jobs, and the default model of the client APIs."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from pico.catalog.models import model_id
+from pico.config import Settings
+from pico.errors import InvalidRequest
+from pico.jobs import Jobs
+from pico.schemas.requests import valid_model_id
+
+if TYPE_CHECKING:
+    from pico.pipelines.engine import Engine
+
+
+@dataclass
+class Service:
+    """What the routes share: settings, the engine and the job slots."""
+
+    settings: Settings
+    engine: "Engine"
+    jobs: Jobs
+    started: float = field(default_factory=time.time)
+    default_model: str = ""  # for the OpenAI and A1111 routes; A1111's options can switch it
+
+    def __post_init__(self) -> None:
+        self.default_model = self.default_model or model_id(self.settings.default_model)
+        if not valid_model_id(self.default_model):
+            raise InvalidRequest(f"--default-model must be sd15, sd2, sdxl or an org/name model id, got "
+                                 f"{self.settings.default_model!r}", field="default-model")

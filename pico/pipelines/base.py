@@ -363,13 +363,15 @@ class Runner:
             inputs = {**self.inputs(first), "num_images_per_prompt": first.total}
         else:
             inputs = {**self.batch_inputs(requests), "num_images_per_prompt": 1}
+        every_seed = [seed for batch in seeds for seed in batch]
         arguments = {
             **inputs,
             "num_inference_steps": steps,
             "guidance_scale": first.guidance_scale,
-            "generator": generators([seed for batch in seeds for seed in batch]),
-            **_step_callback(pipe, steps, ctx, stopped),
+            "generator": generators(every_seed),
+            **_step_callback(pipe, ctx, stopped),
         }
+        seed_noise_sampler(pipe.scheduler, every_seed)
         if first.width is not None:
             arguments.update(width=first.width, height=first.height)
         try:
@@ -407,33 +409,60 @@ class Runner:
         return generations
 
 
-def _step_callback(pipe: Any, steps: int, ctx: CallContext, stopped: list[int]) -> dict[str, Any]:
+def seed_noise_sampler(scheduler: Any, seeds: list[int]) -> None:
+    """Seed the Brownian noise of SDE schedulers (DPM++ SDE) from the images' seeds, one tree per image.
+
+    Left unset, Diffusers seeds it from the global torch RNG: the same request gave new pixels
+    every time, and concurrent calls drew from one shared generator.
+    """
+    if hasattr(scheduler, "noise_sampler_seed"):
+        scheduler.noise_sampler_seed = list(seeds)
+
+
+def steps_done(scheduler: Any, index: int) -> tuple[int, int]:
+    """(steps done, steps in all) after loop iteration ``index``, in the steps a request asked for.
+
+    Second-order samplers (Heun, DPM2, DPM++ SDE) run two model evaluations per step and list
+    each step's timestep twice (all but the first), so Diffusers' loop counts 2n-1 iterations.
+    """
+    order = max(1, int(getattr(scheduler, "order", 1) or 1))
+    iterations = len(scheduler.timesteps)
+    return -(-(index + 1) // order), -(-iterations // order)
+
+
+def _step_callback(pipe: Any, ctx: CallContext, stopped: list[int]) -> dict[str, Any]:
     """The pipeline's step-callback arguments, in whichever of Diffusers' two styles it takes.
 
-    An interrupt (on_step returning True) ends denoising early; the step it ended at goes into ``stopped``.
+    ``on_step`` sees each step once (in the request's steps); an interrupt (on_step returning
+    True) ends denoising early, and the step it ended at goes into ``stopped``.
     """
     if ctx.on_step is None and ctx.fault is None:
         return {}
+    reported = [0]
 
-    def step_done(done: int) -> bool:
+    def step_done(index: int) -> bool:
         if ctx.fault is not None:
             ctx.fault()
-        if ctx.on_step is None:
+        done, total = steps_done(pipe.scheduler, index)
+        if ctx.on_step is None or done == reported[0]:
             return False
-        total = getattr(pipe, "_num_timesteps", None) or len(pipe.scheduler.timesteps) or steps
-        return bool(ctx.on_step(done, total))
+        reported[0] = done
+        if ctx.on_step(done, total):
+            if not stopped:
+                stopped.append(done)
+            return True
+        return False
 
     if "callback_on_step_end" in inspect.signature(pipe.__call__).parameters:
         def on_step_end(_pipe: Any, index: int, _timestep: Any, tensors: dict) -> dict:
-            if step_done(index + 1) and not stopped:
-                stopped.append(index + 1)
+            if step_done(index):
                 _pipe._interrupt = True  # Diffusers skips the remaining steps, then decodes
             return tensors
 
         return {"callback_on_step_end": on_step_end}
 
     def legacy(index: int, _timestep: Any, _latents: Any) -> None:
-        if step_done(index + 1):  # this older pipeline cannot stop early and keep its images
+        if step_done(index):  # this older pipeline cannot stop early and keep its images
             raise Cancelled("The generation was interrupted")
 
     return {"callback": legacy, "callback_steps": 1}

@@ -26,7 +26,9 @@ class Inpaint(Runner):
         return {
             "prompt": request.phrase,
             "negative_prompt": request.negative_phrase,
-            "image": image,
+            # One copy per image: Diffusers encodes each copy with that image's own generator, so
+            # image i depends on Seed+i alone (one copy was encoded with the first generator only).
+            "image": [image] * request.total,
             "mask_image": mask,
             "strength": request.strength,
             "width": size[0] // 8 * 8,

@@ -26,10 +26,12 @@ class TextToImage(Runner):
 
     def batch_inputs(self, requests: list[StableDiffusionRequest]) -> dict[str, Any]:
         """One prompt per image, so each request keeps its own phrase, negative phrase and seeds."""
-        negatives = [r.negative_phrase or "" for r in requests for _ in range(r.total)]
+        # The batch key keeps requests without a negative phrase apart from those with one (even ""):
+        # SDXL draws a missing one as zeros, and "" as the encoded empty text.
+        negatives = [r.negative_phrase for r in requests for _ in range(r.total)]
         return {
             "prompt": [r.phrase for r in requests for _ in range(r.total)],
-            "negative_prompt": negatives if any(negatives) else None,
+            "negative_prompt": None if negatives[0] is None else negatives,
         }
 
 

@@ -1,0 +1,1 @@
+"""The torch-free catalog of what exists: model ids, families, sampler names, checkpoint and LoRA files."""

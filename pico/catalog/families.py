@@ -7,8 +7,8 @@ decides, the answer is "unrecognised" or an unknown family (None), never a guess
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from pico.catalog.safetensors_header import SafetensorsHeader
 
@@ -235,9 +235,9 @@ def _lora_widths(downs: Mapping) -> str | None:
     """
     for key, info in downs.items():
         flat = key.replace(".", "_")
-        if "attn2_to_k" in flat or "attn2_to_v" in flat or "attn2_processor_to_k" in flat:
-            if info.shape[1] in CROSS_ATTN_WIDTHS:
-                return CROSS_ATTN_WIDTHS[info.shape[1]]
+        cross_attention = "attn2_to_k" in flat or "attn2_to_v" in flat or "attn2_processor_to_k" in flat
+        if cross_attention and info.shape[1] in CROSS_ATTN_WIDTHS:
+            return CROSS_ATTN_WIDTHS[info.shape[1]]
     for key, info in downs.items():
         if key.startswith("lora_te_") and info.shape[1] in (768, 1024):
             return "sd1" if info.shape[1] == 768 else "sd2"

@@ -10,28 +10,20 @@ the server runs is there on the next request. Nothing here imports torch.
 
 from __future__ import annotations
 
-import logging
 import math
-import os
-import re
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 from pico.catalog import names
-from pico.catalog.families import Detection, detect_checkpoint, detect_lora
-from pico.catalog.folders import Folder, FoundFile, Signature, changed, walk
+from pico.catalog.folders import FoundFile
 from pico.catalog.hashes import CHECKPOINT_SHORTHASH_LENGTH, LORA_SHORTHASH_LENGTH, HashCache
+from pico.catalog.inventory import Entry, Inventory, Snapshot, make_folders
 from pico.catalog.safetensors_header import BrokenFile, read_header
 from pico.errors import InvalidRequest, ModelUnavailable
-
-log = logging.getLogger("pico")
-
-MAX_YAML_BYTES = 1 << 20
-NOT_CHECKPOINTS = (".vae.safetensors", ".vae.ckpt", ".vae.pt")  # A1111 keeps VAEs out of its checkpoint list
-SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -40,7 +32,7 @@ class CheckpointFile:
 
     name: str  # path inside its folder, with extension, forward slashes: "sdxl/juggernautXL_v9.safetensors"
     title: str  # A1111's "name [shorthash]" once the hash is known, else the name
-    path: Path = field(repr=False)
+    path: Path = dataclass_field(repr=False)
     folder_label: str
     size: int
     mtime: float
@@ -55,7 +47,7 @@ class LoraFile:
     """A LoRA file as clients know it; ``path`` is for the loader only."""
 
     name: str  # path inside its folder, with extension: "style/ink.safetensors"
-    path: Path = field(repr=False)
+    path: Path = dataclass_field(repr=False)
     size: int
     mtime: float
     family: str | None  # "sd1", "sd2", "sdxl", "sdxl-refiner", "sd3", "flux"; None when nothing tells
@@ -73,62 +65,28 @@ class FileHash:
     shorthash: str
 
 
-@dataclass(frozen=True)
-class _Entry:
-    """A listed file and what its header said (kept while the file's size and mtime stay the same)."""
-
-    found: FoundFile
-    status: str
-    detection: Detection | None = None
-    reason: str | None = None
-    stated_hash: str | None = None  # a LoRA's sshs_model_hash metadata, which A1111 trusts as its hash
-
-
-@dataclass(frozen=True)
-class _Snapshot:
-    checkpoints: tuple[_Entry, ...]
-    loras: tuple[_Entry, ...]
-    signature: Signature
-    unfinished: tuple[FoundFile, ...]  # broken files, rechecked too: a copy in progress looks truncated
-
-    def changed(self) -> bool:
-        """Whether a folder changed, or a broken file grew or was rewritten (a copy finishing leaves folders alone)."""
-        return changed(self.signature) or any(_stat(f.path) != (f.size, f.mtime_ns) for f in self.unfinished)
-
-
-def refused_reason(name: str) -> str:
-    """Why a pickle file is not loaded, and the one-time conversion that fixes it."""
-    stem = name.rsplit("/", 1)[-1].rsplit(".", 1)[0]
-    return (
-        f"{name} is a pickle file; unpickling can run any code, so PICO never opens .ckpt/.pt/.bin/.pth files. "
-        "Convert it to .safetensors once, on a machine you trust: python -c \"import torch, safetensors.torch as st; "
-        f"d = torch.load('{stem}.ckpt', map_location='cpu', weights_only=True); d = d.get('state_dict', d); "
-        "st.save_file({k: v.clone().contiguous() for k, v in d.items() if isinstance(v, torch.Tensor)}, "
-        f"'{stem}.safetensors')\" (or save it as safetensors with A1111's Checkpoint Merger or ComfyUI's "
-        "Save Checkpoint node), then put the .safetensors file here."
-    )
-
-
 class ModelFiles:
     """The checkpoint and LoRA files of some folders; safe to call from many threads."""
 
     def __init__(self, checkpoint_dirs: Iterable[Path | tuple[str, Path]], lora_dirs: Iterable[Path | tuple[str, Path]],
                  cache_dir: Path | None = None, *, recheck_seconds: float = 1.0, clock=time.monotonic):
-        self.checkpoint_folders = _folders(checkpoint_dirs)
-        self.lora_folders = _folders(lora_dirs)
+        self._inventory = Inventory(make_folders(checkpoint_dirs), make_folders(lora_dirs))
         self.recheck_seconds = recheck_seconds
         self._clock = clock
         self._hashes = HashCache(cache_dir)
         self._lock = threading.Lock()
-        self._snapshot: _Snapshot | None = None
+        self._snapshot: Snapshot | None = None
         self._checked_at = -math.inf
-        self._inspected: dict[tuple, _Entry] = {}
-        self.scans = 0
+
+    @property
+    def scans(self) -> int:
+        """How many times the folders were walked (for tests and the status page)."""
+        return self._inventory.scans
 
     @classmethod
     def for_models_dir(cls, models_dir: Path | None, cache_dir: Path | None = None,
                        extra_checkpoint_dirs: Sequence[Path] = (), extra_lora_dirs: Sequence[Path] = (),
-                       **options) -> "ModelFiles":
+                       **options) -> ModelFiles:
         """``DIR/checkpoints`` and ``DIR/loras`` (ComfyUI's names) plus extra folders taken as they are."""
         checkpoint_dirs = ([models_dir / "checkpoints"] if models_dir else []) + list(extra_checkpoint_dirs)
         lora_dirs = ([models_dir / "loras"] if models_dir else []) + list(extra_lora_dirs)
@@ -147,7 +105,7 @@ class ModelFiles:
     def refresh(self) -> None:
         """Rescan every folder now (new, removed and changed files), without waiting for the next check."""
         with self._lock:
-            self._snapshot = self._scan()
+            self._snapshot = self._inventory.scan()
             self._checked_at = self._clock()
 
     # ---- finding ---------------------------------------------------------------------------------
@@ -209,59 +167,18 @@ class ModelFiles:
 
     # ---- internals -------------------------------------------------------------------------------
 
-    def _current(self) -> _Snapshot:
+    def _current(self) -> Snapshot:
         with self._lock:
             now = self._clock()
             if self._snapshot is None:
-                self._snapshot, self._checked_at = self._scan(), now
+                self._snapshot, self._checked_at = self._inventory.scan(), now
             elif now - self._checked_at >= self.recheck_seconds:
                 self._checked_at = now
                 if self._snapshot.changed():
-                    self._snapshot = self._scan()
+                    self._snapshot = self._inventory.scan()
             return self._snapshot
 
-    def _scan(self) -> _Snapshot:
-        """Walk every folder; headers are read only for files new or changed since the last scan."""
-        self.scans += 1
-        signature: Signature = {}
-        inspected: dict[tuple, _Entry] = {}
-        lists = []
-        for folders, kind, skip in ((self.checkpoint_folders, "checkpoint", NOT_CHECKPOINTS),
-                                    (self.lora_folders, "lora", ())):
-            entries = []
-            for folder in folders:
-                found, folder_signature = walk(folder, skip)
-                signature.update(folder_signature)
-                for file in found:
-                    key = (kind, file.path, file.size, file.mtime_ns, _yaml_stamp(file) if kind == "checkpoint" else None)
-                    entry = self._inspected.get(key) or self._inspect(file, kind)
-                    inspected[key] = entry
-                    entries.append(entry)
-            entries.sort(key=lambda e: (_natural(e.found.name), self._folder_index(e.found.folder)))
-            lists.append(tuple(entries))
-        self._inspected = inspected
-        unfinished = tuple(e.found for e in (*lists[0], *lists[1]) if e.status == "broken")
-        return _Snapshot(checkpoints=lists[0], loras=lists[1], signature=signature, unfinished=unfinished)
-
-    def _folder_index(self, folder: Folder) -> int:
-        return (self.checkpoint_folders + self.lora_folders).index(folder)
-
-    def _inspect(self, file: FoundFile, kind: str) -> _Entry:
-        if file.pickle:
-            return _Entry(file, "refused", reason=refused_reason(file.name))
-        try:
-            header = read_header(file.path)
-        except BrokenFile as exc:
-            return _Entry(file, "broken", reason=exc.reason)
-        if kind == "checkpoint":
-            detection = detect_checkpoint(header, _yaml_beside(file))
-            return _Entry(file, detection.status, detection, detection.reason)
-        detection = detect_lora(header)
-        stated = header.metadata.get("sshs_model_hash", "").strip().lower()
-        return _Entry(file, detection.status, detection, detection.reason,
-                      stated_hash=stated if SHA256.fullmatch(stated) else None)
-
-    def _find(self, entries: Sequence[_Entry], raw: object, field: str, what: str, aliases) -> _Entry:
+    def _find(self, entries: Sequence[Entry], raw: object, field: str, what: str, aliases) -> Entry:
         wanted = names.parse_name(raw, field, what)
         by_file = {e.found: e for e in entries}
         files = [e.found for e in entries]
@@ -280,14 +197,14 @@ class ModelFiles:
             raise self._ambiguous([by_file[f] for f in matches], raw, field, what, kind)
         return by_file[matches[0]]
 
-    def _known(self, entry: _Entry, kind: str) -> str | None:
+    def _known(self, entry: Entry, kind: str) -> str | None:
         if entry.status == "refused":
             return None
         if kind == "addnet" and entry.stated_hash:
             return entry.stated_hash
         return self._hashes.known(kind, entry.found.path, entry.found.size, entry.found.mtime_ns)
 
-    def _hash_now(self, entry: _Entry, kind: str) -> str | None:
+    def _hash_now(self, entry: Entry, kind: str) -> str | None:
         if entry.status == "refused":
             return None
         if kind == "addnet" and entry.stated_hash:
@@ -309,7 +226,7 @@ class ModelFiles:
         return entry.stated_hash if entry else None
 
     @staticmethod
-    def _entry(entries: Sequence[_Entry], path: Path) -> _Entry | None:
+    def _entry(entries: Sequence[Entry], path: Path) -> Entry | None:
         return next((e for e in entries if e.found.path == path), None)
 
     def _not_found(self, files: Sequence[FoundFile], raw: object, wanted: names.Wanted, field: str,
@@ -325,7 +242,7 @@ class ModelFiles:
         return ModelUnavailable(f"{_capital(what)} {names.show(raw)} was not found", status=404, field=field,
                                 hint=hint)
 
-    def _ambiguous(self, entries: Sequence[_Entry], raw: object, field: str, what: str, kind: str) -> InvalidRequest:
+    def _ambiguous(self, entries: Sequence[Entry], raw: object, field: str, what: str, kind: str) -> InvalidRequest:
         length = CHECKPOINT_SHORTHASH_LENGTH if kind == "sha256" else LORA_SHORTHASH_LENGTH
         described = []
         for entry in entries:
@@ -338,7 +255,7 @@ class ModelFiles:
             hint=f"Name one {what} exactly, by its path inside its folder (exact case), or rename one of them.",
         )
 
-    def _checkpoint(self, entry: _Entry) -> CheckpointFile:
+    def _checkpoint(self, entry: Entry) -> CheckpointFile:
         found, detection = entry.found, entry.detection
         known = self._known(entry, "sha256")
         return CheckpointFile(
@@ -348,7 +265,7 @@ class ModelFiles:
             status=entry.status, reason=entry.reason,
         )
 
-    def _lora(self, entry: _Entry) -> LoraFile:
+    def _lora(self, entry: Entry) -> LoraFile:
         found, detection = entry.found, entry.detection
         return LoraFile(
             name=found.name, path=found.path, size=found.size, mtime=found.mtime_ns / 1e9,
@@ -357,7 +274,7 @@ class ModelFiles:
         )
 
 
-def _require_usable(entry: _Entry, field: str, what: str) -> None:
+def _require_usable(entry: Entry, field: str, what: str) -> None:
     """Refused, broken and unrecognised files are listed, but a request for one gets the reason (422)."""
     if entry.status == "ok":
         return
@@ -381,61 +298,3 @@ def _refuse_pickle(name: str) -> None:
 
 def _short(value: str, length: int) -> FileHash:
     return FileHash(hash=value, shorthash=value[:length])
-
-
-def _folders(dirs: Iterable[Path | tuple[str, Path]]) -> tuple[Folder, ...]:
-    """Folders with labels clients may see: a given label, else the folder's own name, made unique."""
-    folders: list[Folder] = []
-    roots: set[str] = set()
-    for item in dirs:
-        label, root = item if isinstance(item, tuple) else (Path(item).name or "models", item)
-        root = Path(root).expanduser()
-        real = os.path.realpath(root)
-        if real in roots:
-            continue  # the same folder given twice
-        roots.add(real)
-        unique, n = label, 2
-        while any(f.label == unique for f in folders):
-            unique, n = f"{label}-{n}", n + 1
-        folders.append(Folder(unique, root))
-    return tuple(folders)
-
-
-def _natural(name: str) -> tuple:
-    """A1111's sort: digit runs compare as numbers, the rest case-insensitively."""
-    parts = re.split(r"(\d+)", name)  # text, digits, text, digits, ...: the odd places are numbers
-    return tuple(int(part) if i % 2 else part.casefold() for i, part in enumerate(parts))
-
-
-def _stat(path: Path) -> tuple[int, int] | None:
-    try:
-        stat = os.stat(path)
-    except OSError:
-        return None
-    return stat.st_size, stat.st_mtime_ns
-
-
-def _yaml_path(file: FoundFile) -> Path:
-    return file.location.with_suffix(".yaml")
-
-
-def _yaml_stamp(file: FoundFile) -> tuple[int, int] | None:
-    return _stat(_yaml_path(file))
-
-
-def _yaml_beside(file: FoundFile) -> Mapping | None:
-    """The LDM config A1111 reads from ``<name>.yaml`` beside a checkpoint; None when absent or unusable."""
-    path = _yaml_path(file)
-    try:
-        real = path.resolve(strict=True)
-        if not real.is_relative_to(file.folder.root.resolve()) or real.stat().st_size > MAX_YAML_BYTES:
-            return None
-        import yaml  # only when a checkpoint has a config beside it
-
-        config = yaml.safe_load(real.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except Exception as exc:  # unreadable, not UTF-8, not YAML (yaml.YAMLError), too deep: as if absent
-        log.warning("ignoring the unreadable config beside %s: %s", file.name, type(exc).__name__)
-        return None
-    return config if isinstance(config, Mapping) else None

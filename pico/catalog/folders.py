@@ -60,7 +60,7 @@ def walk(folder: Folder, skip_suffixes: tuple[str, ...] = ()) -> tuple[list[Foun
     signature: Signature = {}
     try:
         root = folder.root.resolve(strict=True)
-    except OSError:
+    except (OSError, RuntimeError):  # Python < 3.13 raises RuntimeError for a symlink loop
         signature[os.fspath(folder.root)] = None
         return found, signature
     if not root.is_dir():
@@ -96,8 +96,8 @@ def _walk_dir(folder: Folder, root: Path, directory: Path, prefix: str, found: l
             if not lower.endswith((SAFETENSORS, *PICKLES)) or lower.endswith(skip) or not target.is_file():
                 continue
             stat = target.stat()
-        except OSError:
-            continue  # vanished, a dangling or looping link, unreadable
+        except (OSError, RuntimeError):
+            continue  # vanished, a dangling or looping link (RuntimeError before Python 3.13), unreadable
         found.append(FoundFile(folder, prefix + name, target, Path(entry.path), stat.st_size, stat.st_mtime_ns))
 
 

@@ -13,10 +13,11 @@ import hashlib
 import json
 import logging
 import os
+import re
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from pico.catalog.safetensors_header import header_length
 
@@ -27,6 +28,7 @@ LORA_SHORTHASH_LENGTH = 12
 CHUNK_BYTES = 1 << 20
 CACHE_FILE = "file-hashes.json"
 CACHE_VERSION = 1
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 def sha256_of_file(path: str | os.PathLike) -> str:
@@ -65,7 +67,8 @@ class HashCache:
         with self._lock:
             entry = self._entries.get(_key(kind, path))
         if entry and entry.get("size") == size and entry.get("mtime_ns") == mtime_ns:
-            return entry.get("hash")
+            value = entry.get("hash")
+            return value if isinstance(value, str) and SHA256_HEX.fullmatch(value) else None
         return None
 
     def hash(self, kind: str, path: Path) -> str:
@@ -103,15 +106,17 @@ class HashCache:
 
     def _write(self, key: str, entry: dict) -> None:
         """Merge into what is on disk (another process may have added hashes) and replace it atomically."""
+        self._entries = {**self._read(), **self._entries, key: entry}
         try:
-            on_disk = self._read()
-            on_disk[key] = entry
-            self._entries = {**on_disk, **self._entries}
             self.file.parent.mkdir(parents=True, exist_ok=True)
             fd, temp = tempfile.mkstemp(dir=self.file.parent, prefix=".file-hashes-", suffix=".json")
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                json.dump({"version": CACHE_VERSION, "entries": self._entries}, out, indent=1, sort_keys=True)
-            os.replace(temp, self.file)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as out:
+                    json.dump({"version": CACHE_VERSION, "entries": self._entries}, out, indent=1, sort_keys=True)
+                os.replace(temp, self.file)
+            finally:
+                if os.path.exists(temp):
+                    os.unlink(temp)
         except OSError as exc:
             log.warning("could not save the hash cache %s (%s); hashes stay in memory", self.file, exc)
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 from pico.catalog.folders import SAFETENSORS, FoundFile
 from pico.errors import InvalidRequest

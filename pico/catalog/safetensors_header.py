@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 MAX_HEADER_BYTES = 100_000_000  # the safetensors library refuses larger headers too
 

@@ -52,8 +52,8 @@ def raw_file(path, header_bytes: bytes, declared: int | None = None, tail: bytes
     (lambda p: p.write_bytes(b"abc"), "the file is 3 bytes, too short for a safetensors header"),
     (lambda p: raw_file(p, b"{}", declared=200_000_000),
      "the header claims 200,000,000 bytes, over the 100,000,000-byte limit"),
-    (lambda p: raw_file(p, b"{}", declared=50), "the header claims 50 bytes but the file has only 2 after the "
-                                                 "length: truncated, or not a safetensors file"),
+    (lambda p: raw_file(p, b"{}", declared=50), ("the header claims 50 bytes but the file has only 2 after the "
+                                                 "length: truncated, or not a safetensors file")),
     (lambda p: raw_file(p, b"\x80\x03}q\x00."), "the header is not valid JSON: not a safetensors file"),
     (lambda p: raw_file(p, b"[" * 100_000 + b"]" * 100_000), "the header is not valid JSON: not a safetensors file"),
     (lambda p: raw_file(p, b"[1, 2]"), "the header is not a JSON object: not a safetensors file"),
@@ -96,17 +96,17 @@ def test_checkpoint_families_from_widths_and_bare_layouts(tensors, family):
 
 @pytest.mark.parametrize("tensors, reason", [
     ({"foo.weight": (2,)}, "no SD 1/2/XL, SD 3 or FLUX.1 layout found in its tensor names"),
-    ({**lora_pair("lora_unet_down_blocks_0_attentions_0_proj_in", 4, 8)}, "a LoRA, not a checkpoint: put it in a LoRA "
-                                                                           "folder"),
-    ({"down_blocks.0.resnets.0.conv1.weight": (2,)}, "a single Diffusers component (UNet or transformer weights), "
-                                                     "not a whole checkpoint"),
+    ({**lora_pair("lora_unet_down_blocks_0_attentions_0_proj_in", 4, 8)}, ("a LoRA, not a checkpoint: put it in a LoRA "
+                                                                           "folder")),
+    ({"down_blocks.0.resnets.0.conv1.weight": (2,)}, ("a single Diffusers component (UNet or transformer weights), "
+                                                     "not a whole checkpoint")),
     ({"encoder.conv_in.weight": (2,), "decoder.conv_out.weight": (2,)}, "a VAE, not a checkpoint"),
     (unet(), "an SD-style UNet without the text encoders (or real widths) that tell SD 1, 2 and XL apart"),
     ({**unet(8), "cond_stage_model.transformer.x": (2,)}, "an InstructPix2Pix checkpoint; PICO does not serve it"),
-    ({**unet(6), "cond_stage_model.transformer.x": (2,)}, "a UNet with 6 input channels, which no family PICO "
-                                                          "serves has"),
-    ({**unet(9), "conditioner.embedders.0.model.x": (2,)}, "an SDXL refiner with an inpainting UNet, which PICO "
-                                                           "does not serve"),
+    ({**unet(6), "cond_stage_model.transformer.x": (2,)}, ("a UNet with 6 input channels, which no family PICO "
+                                                          "serves has")),
+    ({**unet(9), "conditioner.embedders.0.model.x": (2,)}, ("an SDXL refiner with an inpainting UNet, which PICO "
+                                                           "does not serve")),
     ({**unet(), "control_model.time_embed.0.weight": (2,)}, "a ControlNet, not a checkpoint"),
     ({"double_blocks.0.img_attn.norm.key_norm.scale": (2,), "img_in.weight": (4, 384), "guidance_in.in_layer.weight":
       (2,)}, "a FLUX.1 Fill checkpoint; PICO serves FLUX.1 dev and schnell"),
@@ -259,7 +259,7 @@ def test_header_json_is_what_the_library_wrote(tmp_path):
 
     path = write(tmp_path / "x.safetensors", {"a": (3, 5), "b": (0,), "c": ()}, {"k": "v"})
     with safe_open(str(path), framework="numpy") as opened:
-        expected = {name: tuple(opened.get_slice(name).get_shape()) for name in opened.keys()}
+        expected = {name: tuple(opened.get_slice(name).get_shape()) for name in opened.keys()}  # noqa: SIM118
         metadata = opened.metadata()
     parsed = read_header(path)
     assert {name: info.shape for name, info in parsed.tensors.items()} == expected

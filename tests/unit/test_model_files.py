@@ -134,7 +134,7 @@ def test_same_name_in_two_folders_is_ambiguous_and_a_title_tells_them_apart(mode
     assert (error.status, error.field) == (422, "sd_model_checkpoint")
     assert error.message == ("Checkpoint 'v1-5-pruned' matches 2 files: v1-5-pruned.safetensors in checkpoints; "
                              "v1-5-pruned.safetensors in Stable-diffusion")
-    second = [c for c in files.checkpoints() if c.folder_label == "Stable-diffusion"][0]
+    second = next(c for c in files.checkpoints() if c.folder_label == "Stable-diffusion")
     short = files.checkpoint_hash(second).shorthash
     assert files.find_checkpoint(f"v1-5-pruned.safetensors [{short}]").path == second.path
     with pytest.raises(InvalidRequest) as caught:
@@ -257,8 +257,8 @@ def test_broken_and_unrecognised_files_are_listed_with_a_reason(models, tmp_path
     write(models / "loras" / "a-checkpoint.safetensors", CHECKPOINTS["sd1"])
     files = catalog(models, tmp_path)
     listed = {c.name: (c.status, c.reason) for c in files.checkpoints()}
-    assert listed["half-downloaded.safetensors"] == ("broken", "the header claims 10,000 bytes but the file has only "
-                                                     "1 after the length: truncated, or not a safetensors file")
+    assert listed["half-downloaded.safetensors"] == ("broken", ("the header claims 10,000 bytes but the file has only "
+                                                     "1 after the length: truncated, or not a safetensors file"))
     assert listed["not-json.safetensors"] == ("broken", "the header is not valid JSON: not a safetensors file")
     assert listed["a-lora.safetensors"] == ("unrecognised", "a LoRA, not a checkpoint: put it in a LoRA folder")
     assert {lo.name: lo.reason for lo in files.loras()}["a-checkpoint.safetensors"] == \
@@ -315,6 +315,8 @@ def test_symlinks_out_of_the_folder_are_ignored_inside_ones_listed(models, tmp_p
     (checkpoints / "elsewhere").symlink_to(outside.parent, target_is_directory=True)
     (checkpoints / "dangling.safetensors").symlink_to(tmp_path / "nothing.safetensors")
     (checkpoints / "sdxl" / "loop").symlink_to(checkpoints, target_is_directory=True)
+    (checkpoints / "loop-a.safetensors").symlink_to(checkpoints / "loop-b.safetensors")
+    (checkpoints / "loop-b.safetensors").symlink_to(checkpoints / "loop-a.safetensors")
     (checkpoints / "alias.safetensors").symlink_to(checkpoints / "sdxl" / "juggernautXL_v9.safetensors")
     (checkpoints / "linked-dir").symlink_to(checkpoints / "sdxl", target_is_directory=True)
     files = catalog(models, tmp_path)
@@ -425,8 +427,10 @@ def test_lora_hash_stated_in_metadata_is_used_without_reading_the_file(models, t
     lora = files.find_lora("kohya")
     with opened_files() as seen:
         assert files.lora_hash(lora).shorthash == stated[:12]
+        assert files.known_lora_hash(lora).hash == stated
         assert files.find_lora(stated[:12]).name == "kohya.safetensors"
     assert seen == []
+    assert files.lora_metadata(lora) == {"sshs_model_hash": stated}
 
 
 def test_hash_cache_survives_a_restart_and_follows_changes(models, tmp_path):
@@ -445,6 +449,8 @@ def test_hash_cache_survives_a_restart_and_follows_changes(models, tmp_path):
     second = catalog(models, tmp_path)
     again = second.find_checkpoint("v1-5-pruned")
     assert again.title == f"v1-5-pruned.safetensors [{original[:10]}]"
+    assert second.known_checkpoint_hash(again).hash == original
+    assert second.known_checkpoint_hash(second.find_checkpoint("juggernautXL_v9")) is None
     with opened_files() as seen:
         assert second.checkpoint_hash(again).hash == original != hashlib.sha256(data).hexdigest()
     assert str(checkpoint.path) not in seen
@@ -464,8 +470,9 @@ def test_a_corrupt_hash_cache_is_ignored(models, tmp_path):
 # ---- threads -----------------------------------------------------------------------------------
 
 def test_many_threads_hash_a_file_once(models, tmp_path):
+    write(models / "checkpoints" / "big.safetensors", {**CHECKPOINTS["sd1"], "pad": (4096, 2048)})  # 16 MiB
     files = catalog(models, tmp_path)
-    checkpoint = files.find_checkpoint("sdxl/juggernautXL_v9")
+    checkpoint = files.find_checkpoint("big")
     start = threading.Barrier(8)
     results = []
 

@@ -220,8 +220,8 @@ def _lora_structure(keys) -> str | None:
 
 def _lora_depth(keys) -> str | None:
     """Only SDXL's UNet stacks several transformer blocks per attention (the refiner is told by width first)."""
-    if any(key.startswith(("lora_unet_", "unet.")) and ("transformer_blocks_1_" in key or "transformer_blocks.1." in key)
-           for key in keys):
+    stacked = ("transformer_blocks_1_", "transformer_blocks.1.")
+    if any(key.startswith(("lora_unet_", "unet.")) and any(mark in key for mark in stacked) for key in keys):
         return "sdxl"
     return None
 

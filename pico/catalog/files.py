@@ -19,7 +19,7 @@ from dataclasses import field as dataclass_field
 from pathlib import Path
 
 from pico.catalog import names
-from pico.catalog.folders import FoundFile
+from pico.catalog.folders import PICKLES, FoundFile
 from pico.catalog.hashes import CHECKPOINT_SHORTHASH_LENGTH, LORA_SHORTHASH_LENGTH, HashCache
 from pico.catalog.inventory import Entry, Inventory, Snapshot, make_folders
 from pico.catalog.safetensors_header import BrokenFile, read_header
@@ -134,12 +134,12 @@ class ModelFiles:
 
     def checkpoint_hash(self, file: CheckpointFile) -> FileHash:
         """SHA-256 of the whole file (A1111's checkpoint hash); read once per file version, ever."""
-        _refuse_pickle(file.name)
+        _refuse_pickle(file)
         return _short(self._hash_file("sha256", file.path, file.name, "Checkpoint"), CHECKPOINT_SHORTHASH_LENGTH)
 
     def lora_hash(self, file: LoraFile) -> FileHash:
         """A1111's LoRA hash: the sshs_model_hash metadata when the file states one, else the addnet hash."""
-        _refuse_pickle(file.name)
+        _refuse_pickle(file)
         stated = self._stated_hash(file.path)
         return _short(stated or self._hash_file("addnet", file.path, file.name, "LoRA"), LORA_SHORTHASH_LENGTH)
 
@@ -157,7 +157,7 @@ class ModelFiles:
 
     def lora_metadata(self, file: LoraFile) -> dict[str, str]:
         """The LoRA's safetensors metadata (kohya's ss_* keys, ...), without the cover images A1111 drops too."""
-        _refuse_pickle(file.name)
+        _refuse_pickle(file)
         try:
             metadata = dict(read_header(file.path).metadata)
         except BrokenFile:
@@ -252,7 +252,8 @@ class ModelFiles:
         return InvalidRequest(
             f"{_capital(what)} {names.show(raw)} matches "
             f"{len(entries)} files: " + "; ".join(described), field=field,
-            hint=f"Name one {what} exactly, by its path inside its folder (exact case), or rename one of them.",
+            hint=f"Give the {what}'s path inside its folder in its exact case, or add its short hash as A1111's "
+                 "titles do ('name.safetensors [shorthash]'), or rename one of the files.",
         )
 
     def _checkpoint(self, entry: Entry) -> CheckpointFile:
@@ -291,9 +292,10 @@ def _capital(word: str) -> str:
     return word[:1].upper() + word[1:]
 
 
-def _refuse_pickle(name: str) -> None:
-    if name.lower().endswith((".ckpt", ".pt", ".bin", ".pth")):
-        raise ValueError(f"{name} is a pickle file; PICO never opens those")
+def _refuse_pickle(file: CheckpointFile | LoraFile) -> None:
+    """Refused files are never opened, not even to hash them (a programming error if asked)."""
+    if file.status == "refused" or file.name.lower().endswith(PICKLES):
+        raise ValueError(f"{file.name} is a pickle file; PICO never opens those")
 
 
 def _short(value: str, length: int) -> FileHash:

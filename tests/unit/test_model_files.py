@@ -191,7 +191,8 @@ def test_folders_from_a1111_and_comfyui_layouts(tmp_path):
                        [webui / "Lora", comfy / "loras"], tmp_path / "cache")
     assert [(c.name, c.folder_label) for c in files.checkpoints()] == [
         ("a.safetensors", "Stable-diffusion"), ("c.safetensors", "checkpoints")]
-    assert [(lo.name, lo.folder_label) for lo in files.loras()] == [("b.safetensors", "Lora"), ("d.safetensors", "loras")]
+    assert [(lo.name, lo.folder_label) for lo in files.loras()] == [
+        ("b.safetensors", "Lora"), ("d.safetensors", "loras")]
 
 
 def test_natural_order_vae_files_and_other_files_left_out(models, tmp_path):
@@ -227,6 +228,7 @@ def test_pickles_are_listed_as_refused_and_never_opened(models, tmp_path):
             continue
         path.write_bytes(pickle.dumps(Detonator(marker)))
         path.chmod(0)  # unreadable too (root reads anyway: the audit hook is the proof)
+    (models / "checkpoints" / "disguised.safetensors").symlink_to(models / "checkpoints" / "old.ckpt")
     with opened_files() as seen:
         files = catalog(models, tmp_path)
         listed = {c.name: c for c in files.checkpoints()}
@@ -237,8 +239,10 @@ def test_pickles_are_listed_as_refused_and_never_opened(models, tmp_path):
         refused = files.find_checkpoint("old.ckpt", usable=False)
     assert not any(path.endswith((".ckpt", ".pt", ".bin", ".pth")) for path in seen)
     assert not marker.exists()
-    assert (refused.status, refused.family, refused.size) == ("refused", None, (models / "checkpoints/old.ckpt").lstat().st_size)
+    size = (models / "checkpoints" / "old.ckpt").lstat().st_size
+    assert (refused.status, refused.family, refused.size) == ("refused", None, size)
     assert listed["x.pth"].status == "refused" and loras["legacy.pt"].status == "refused"
+    assert listed["disguised.safetensors"].status == "refused"  # a link's target counts, not only its name
     assert loras["pytorch_lora_weights.bin"].status == "refused"
     reason = listed["old.ckpt"].reason
     assert reason.startswith("old.ckpt is a pickle file; unpickling can run any code, so PICO never opens")
@@ -246,8 +250,9 @@ def test_pickles_are_listed_as_refused_and_never_opened(models, tmp_path):
     error = caught.value
     assert (error.status, error.field) == (422, "Model")
     assert error.message.startswith("Checkpoint x.pth cannot be used: x.pth is a pickle file")
-    with pytest.raises(ValueError):
-        files.checkpoint_hash(refused)
+    for file in (refused, listed["disguised.safetensors"]):
+        with pytest.raises(ValueError):
+            files.checkpoint_hash(file)
 
 
 def test_broken_and_unrecognised_files_are_listed_with_a_reason(models, tmp_path):
@@ -289,8 +294,8 @@ def test_yaml_beside_a_checkpoint_sets_v_prediction_as_a1111_reads_it(models, tm
 # ---- names never leave their folder ------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["../x", "../outside", "/etc/passwd", "a/../../b", "..\\outside",
-                                  "sdxl\\..\\..\\outside", "C:\\Windows\\x", "\\\\server\\share\\x", "x\x00.safetensors",
-                                  "sdxl//juggernautXL_v9", "./v1-5-pruned", "", "   ", "a" * 1025])
+                                  "sdxl\\..\\..\\outside", "C:\\Windows\\x", "\\\\server\\share\\x",
+                                  "x\x00.safetensors", "sdxl//juggernautXL_v9", "./v1-5-pruned", "", "   ", "a" * 1025])
 def test_names_that_leave_the_folder_are_refused(models, tmp_path, name):
     write(tmp_path / "outside.safetensors", CHECKPOINTS["sd1"])
     files = catalog(models, tmp_path)

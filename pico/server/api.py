@@ -12,7 +12,7 @@ from pico import __version__
 from pico.pipelines.base import Generation, Runner
 from pico.pipelines.registry import RUNNERS
 from pico.schemas.fields import to_wire
-from pico.schemas.images import embedded_parameters, encode_image, to_base64
+from pico.schemas.images import embedded_parameters, encode_images, to_base64
 from pico.schemas.requests import GenerationRequest
 from pico.schemas.responses import Health, JobStatus, PicoImage, PicoResponse, ServerStatus
 from pico.server.body import parse_json, read_body
@@ -114,10 +114,14 @@ def pico_response(runner: Runner, request: GenerationRequest, generation: Genera
 
 def encoded_images(runner: Runner, request: GenerationRequest, generation: Generation, fmt: str,
                    compress_level: int) -> list[bytes]:
-    """Each image of a generation encoded as ``fmt``, PNGs with their parameters embedded."""
+    """Each image of a generation encoded as ``fmt`` (all at once), PNGs with their parameters embedded.
+
+    Routes call this after the job has given its slot back, so the next generation runs meanwhile.
+    """
     params = request.parameters()
-    return [encode_image(image, fmt, embedded_parameters(runner.route, params, meta), compress_level)
-            for image, meta in zip(generation.images, generation.metadata)]
+    return encode_images(generation.images, fmt,
+                         [embedded_parameters(runner.route, params, meta) for meta in generation.metadata],
+                         compress_level)
 
 
 def send_json(data: Any) -> str:

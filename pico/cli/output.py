@@ -101,19 +101,20 @@ def save_generation(generation: Generation, pipeline: PipelineInfo, request: Gen
     Each file embeds the request that reproduces it (seed pinned to the batch's first),
     the image's metadata, and ``extra`` (Inputs: the input files; Run: device and mode).
     """
-    from pico.schemas.images import embedded_parameters, encode_image
+    from pico.schemas.images import embedded_parameters, encode_images
 
     fmt = request.output_format
     parameters = request.parameters()
     when = datetime.now()
+    chosen = [(index, image, metadata)
+              for index, (image, metadata) in enumerate(zip(generation.images, generation.metadata))
+              if only is None or index == only]
+    embedded = [{**embedded_parameters(pipeline.route, parameters, metadata), **extra} for _, _, metadata in chosen]
+    encoded = encode_images([image for _, image, _ in chosen], fmt, embedded, compress_level)
     saved = []
-    for index, (image, metadata) in enumerate(zip(generation.images, generation.metadata)):
-        if only is not None and index != only:
-            continue
-        embedded = {**embedded_parameters(pipeline.route, parameters, metadata), **extra}
-        data = encode_image(image, fmt, embedded, compress_level)
+    for (index, _, metadata), params, data in zip(chosen, embedded, encoded):
         path = write_new(folder, image_stem(pipeline.command, metadata["Seed"], when), EXTENSIONS[fmt], data)
-        saved.append(Saved(path, metadata["Seed"], metadata.get("Index", index), metadata, embedded))
+        saved.append(Saved(path, metadata["Seed"], metadata.get("Index", index), metadata, params))
     return saved
 
 

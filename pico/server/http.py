@@ -9,7 +9,7 @@ import bottle
 
 from pico.catalog.pipelines import PipelineInfo
 from pico.schemas.fields import to_wire
-from pico.schemas.images import embedded_parameters, encode_image
+from pico.schemas.images import embedded_parameters, encode_images
 from pico.schemas.requests import GenerationRequest
 from pico.schemas.results import Generation
 from pico.server.body import parse_json, read_body
@@ -53,10 +53,14 @@ def announce_job(job: "Job") -> None:
 
 def encoded_images(pipeline: PipelineInfo, request: GenerationRequest, generation: Generation, fmt: str,
                    compress_level: int) -> list[bytes]:
-    """Each image of a generation encoded as ``fmt``, PNGs with their parameters embedded."""
+    """Each image of a generation encoded as ``fmt`` (all at once), PNGs with their parameters embedded.
+
+    Routes call this after the job has given its slot back, so the next generation runs meanwhile.
+    """
     params = request.parameters()
-    return [encode_image(image, fmt, embedded_parameters(pipeline.route, params, meta), compress_level)
-            for image, meta in zip(generation.images, generation.metadata)]
+    return encode_images(generation.images, fmt,
+                         [embedded_parameters(pipeline.route, params, meta) for meta in generation.metadata],
+                         compress_level)
 
 
 def send_json(data: Any) -> str:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import NamedTuple, Union
+from typing import NamedTuple
 
 BREAK_MARK = ("BREAK", -1.0)
 """The run :func:`parse_attention` emits where ``BREAK`` starts a new 75-token chunk."""
@@ -137,7 +137,7 @@ class _Alternation:
     options: list[list]
 
 
-_Item = Union[str, _Edit, _Alternation]
+_Item = str | _Edit | _Alternation
 
 _SPECIAL = set("\\[]():|")
 _PLAIN_RUN = re.compile(r"[^\\\[\]():|]+")
@@ -322,7 +322,7 @@ _ATTENTION_TOKEN = re.compile(
     """,
     re.VERBOSE,
 )
-_BREAK = re.compile(r"\s*\bBREAK\b\s*", re.S)
+_BREAK = re.compile(r"\s*\bBREAK\b\s*", re.DOTALL)
 ROUND_FACTOR = 1.1
 SQUARE_FACTOR = 1 / 1.1
 

@@ -19,8 +19,9 @@ pipeline concatenated for classifier-free guidance at the steps where the prompt
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pico.pipelines.base import is_sdxl
 from pico.prompt_syntax import (
@@ -115,7 +116,7 @@ def _ids_77(encoder: _Encoder, tokens: list[int]) -> list[int]:
     return ids[:first_eos + 1] + [pad] * (len(ids) - first_eos - 1)
 
 
-def _hidden(encoder: _Encoder, ids: "torch.Tensor", clip_skip: int | None, sdxl: bool):
+def _hidden(encoder: _Encoder, ids: torch.Tensor, clip_skip: int | None, sdxl: bool):
     """(hidden states, pooled or None) for a batch of 77-token rows, chosen as Diffusers' encode_prompt does."""
     if sdxl:
         out = encoder.model(ids, output_hidden_states=True)
@@ -130,7 +131,7 @@ def _hidden(encoder: _Encoder, ids: "torch.Tensor", clip_skip: int | None, sdxl:
     return norm(out.hidden_states[-(clip_skip + 1)]), None
 
 
-def _emphasize(z: "torch.Tensor", weights: list[list[float]]) -> "torch.Tensor":
+def _emphasize(z: torch.Tensor, weights: list[list[float]]) -> torch.Tensor:
     """A1111's "Original" emphasis: scale each token's hidden state by its weight, then restore the batch mean."""
     import torch
 
@@ -166,8 +167,8 @@ class _Conditioning:
     """One prompt's scheduled embeddings: row j conditions the steps up to ``ends[j]``."""
 
     ends: list[int]
-    embeds: "torch.Tensor"  # (S, T, C)
-    pooled: "torch.Tensor | None"  # (S, P), SDXL only
+    embeds: torch.Tensor  # (S, T, C)
+    pooled: torch.Tensor | None  # (S, P), SDXL only
 
     def at(self, step: int) -> int:
         return schedule_index([(end, None) for end in self.ends], step)
@@ -187,17 +188,17 @@ def _condition(pipe: Any, plan: PromptPlan, clip_skip: int | None) -> _Condition
     return _Conditioning([end for end, _ in plan.schedule], _cat_channels(parts), pooled)
 
 
-def _cat_channels(parts: list["torch.Tensor"]) -> "torch.Tensor":
+def _cat_channels(parts: list[torch.Tensor]) -> torch.Tensor:
     import torch
 
     return torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
 
 
-def _empty_chunk(pipe: Any, encoder: _Encoder, clip_skip: int | None, sdxl: bool) -> "torch.Tensor":
+def _empty_chunk(pipe: Any, encoder: _Encoder, clip_skip: int | None, sdxl: bool) -> torch.Tensor:
     return _encode_texts(pipe, encoder, [""], clip_skip, sdxl)[0]
 
 
-def _pad(embeds: "torch.Tensor", length: int, empty: "torch.Tensor") -> "torch.Tensor":
+def _pad(embeds: torch.Tensor, length: int, empty: torch.Tensor) -> torch.Tensor:
     """Append empty-prompt chunks up to ``length`` tokens (A1111's pad_cond_uncond)."""
     import torch
 
@@ -214,7 +215,7 @@ class PromptEmbeddings:
     kwargs: dict[str, Any]  # prompt_embeds, negative_prompt_embeds (+ the pooled pair on SDXL), for step 0
     positive: list[_Conditioning]
     negative: list[_Conditioning]
-    num_images: int
+    num_images: list[int]  # images of each prompt
     sdxl: bool
     guidance_factors: list[float]
     warnings: list[str] = field(default_factory=list)
@@ -231,13 +232,15 @@ class PromptEmbeddings:
             raise ValueError("Prompts with different A1111 guidance weights (a trailing ':W') cannot share one call")
         return base * self.guidance_factors[0]
 
-    def _tensors(self, step: int, per_image: bool = True) -> tuple["torch.Tensor", "torch.Tensor", Any, Any]:
+    def _tensors(self, step: int, per_image: bool = True) -> tuple[torch.Tensor, torch.Tensor, Any, Any]:
         """(positive, negative, pooled, negative pooled) conditioning ``step``, one row per image or per prompt."""
         import torch
 
+        counts = torch.tensor(self.num_images)
+
         def stack(conds: list[_Conditioning], pooled: bool):
             rows = torch.stack([(c.pooled if pooled else c.embeds)[c.at(step)] for c in conds])
-            return rows.repeat_interleave(self.num_images, dim=0) if per_image else rows
+            return rows.repeat_interleave(counts.to(rows.device), dim=0) if per_image else rows
 
         pos, neg = stack(self.positive, False), stack(self.negative, False)
         if not self.sdxl:
@@ -287,51 +290,68 @@ def _as_list(value: Any, count: int) -> list:
 
 
 def encode_prompts(pipe: Any, prompt: str | list[str], negative: str | list[str | None] | None = None, *,
-                   steps: int, clip_skip: int | None = None, num_images: int = 1) -> PromptEmbeddings:
-    """Embeddings for ``prompt`` (one, or one per image of a batched call) read with A1111's syntax.
+                   steps: int, clip_skip: int | None = None, num_images: int | list[int] = 1,
+                   hires_steps: int | None = None) -> PromptEmbeddings:
+    """Embeddings for ``prompt`` (one, or a list for a batched call) read with A1111's syntax.
 
-    ``steps`` is the call's num_inference_steps (editing switches are counted in the scheduler's
-    model calls: steps x its order, as A1111 counts second-order samplers). A ``None`` negative
-    is Diffusers' "no negative prompt": zeros on SDXL models made with force_zeros_for_empty_prompt
-    (A1111 does that for an empty negative), the empty prompt otherwise. Pass
-    ``num_images_per_prompt=num_images`` to the pipeline alongside ``.kwargs``.
+    ``num_images`` as an int: ``.kwargs`` hold one row per prompt; pass it as num_images_per_prompt.
+    As a list (images of each prompt, batched requests): one row per image; pass num_images_per_prompt=1.
+    ``steps`` is the call's num_inference_steps: editing switches count the scheduler's model calls,
+    steps x its order, as A1111 counts second-order samplers (``hires_steps``: A1111's hires pass).
+    A ``None`` negative is Diffusers' "no negative prompt": zeros on SDXL models made with
+    force_zeros_for_empty_prompt (A1111 zeros an empty negative on SDXL), the empty prompt otherwise.
     """
     import torch
 
     prompts = _as_list(prompt, 1)
     negatives = _as_list(negative, len(prompts))
-    if len(negatives) != len(prompts):
-        raise ValueError(f"{len(negatives)} negative prompts for {len(prompts)} prompts")
-    total = steps * max(1, int(getattr(pipe.scheduler, "order", 1) or 1))
+    counts = num_images if isinstance(num_images, list) else [num_images] * len(prompts)
+    if not len(negatives) == len(counts) == len(prompts):
+        raise ValueError(f"{len(prompts)} prompts, {len(negatives)} negative prompts, {len(counts)} image counts")
+    order = max(1, int(getattr(pipe.scheduler, "order", 1) or 1))
+    total, hires = steps * order, hires_steps * order if hires_steps is not None else None
     sdxl = is_sdxl(pipe)
     zeros = sdxl and bool(pipe.config.get("force_zeros_for_empty_prompt", False))
-    plans = [plan_prompt(p, total) for p in prompts]
-    warnings = list(dict.fromkeys(w for plan in plans for w in plan.warnings))
+    plans = [plan_prompt(p, total, hires_steps=hires) for p in prompts]
+    negative_plans = [None if n is None and zeros else plan_prompt(n or "", total, negative=True, hires_steps=hires)
+                      for n in negatives]
+    encoded: dict[tuple, _Conditioning] = {}  # the same text in several requests of a batch is encoded once
+
+    def condition(plan: PromptPlan) -> _Conditioning:
+        key = tuple(plan.schedule)
+        if key not in encoded:
+            encoded[key] = _condition(pipe, plan, clip_skip)
+        return encoded[key]
+
     with torch.no_grad():
-        positive = [_condition(pipe, plan, clip_skip) for plan in plans]
-        negative_conds = [None if n is None and zeros else
-                          _condition(pipe, plan_prompt(n or "", total, negative=True), clip_skip) for n in negatives]
-        length = max(c.embeds.shape[1] for c in positive + [n for n in negative_conds if n is not None])
-        if any(c is not None and c.embeds.shape[1] != length for c in positive + negative_conds):
+        positive = [condition(plan) for plan in plans]
+        negative_conds = [condition(plan) if plan is not None else None for plan in negative_plans]
+        length = max(c.embeds.shape[1] for c in encoded.values())
+        if any(c.embeds.shape[1] != length for c in encoded.values()):
             empty = _cat_channels([_empty_chunk(pipe, e, clip_skip, sdxl) for e in _encoders(pipe)])
-            for cond in positive + [n for n in negative_conds if n is not None]:
+            for cond in encoded.values():
                 cond.embeds = _pad(cond.embeds, length, empty)
-        reference = positive[0]
-        negative_conds = [n if n is not None else _Conditioning(
-            [total], torch.zeros_like(reference.embeds[:1]),
-            torch.zeros_like(reference.pooled[:1]) if reference.pooled is not None else None)
-            for n in negative_conds]
-    result = PromptEmbeddings({}, positive, negative_conds, num_images, sdxl, [p.guidance_factor for p in plans],
-                              warnings, [plan.loras for plan in plans])
-    pos, neg, pooled, neg_pooled = result._tensors(0, per_image=False)  # the pipeline repeats them per image
+        if None in negative_conds:
+            first = positive[0]
+            nothing = _Conditioning([total], torch.zeros_like(first.embeds[:1]), torch.zeros_like(first.pooled[:1]))
+            negative_conds = [n if n is not None else nothing for n in negative_conds]
+    result = PromptEmbeddings({}, positive, negative_conds, counts, sdxl, [p.guidance_factor for p in plans],
+                              list(dict.fromkeys(w for plan in plans for w in plan.warnings)),
+                              [plan.loras for plan in plans])
+    pos, neg, pooled, neg_pooled = result._tensors(0, per_image=isinstance(num_images, list))
     result.kwargs = {"prompt_embeds": pos, "negative_prompt_embeds": neg}
     if sdxl:
         result.kwargs.update(pooled_prompt_embeds=pooled, negative_pooled_prompt_embeds=neg_pooled)
     return result
 
 
-def needs_embeddings(pipe: Any, prompts: list[str], negatives: list[str | None]) -> bool:
-    """True when A1111's reading differs from Diffusers' own encoding: syntax, or more than 75 tokens."""
+def needs_embeddings(pipe: Any, prompts: list[str], negatives: list[str | None], clip_skip: int | None = None) -> bool:
+    """True when Diffusers' own encoding would differ from A1111's: syntax, over 75 tokens, or clip skip on SD 1/2.
+
+    (Diffusers' SD 1/2 clip_skip fails with transformers 5.6+, huggingface/diffusers#14124; SDXL's works.)
+    """
+    if clip_skip and not is_sdxl(pipe):
+        return True
     if any(uses_syntax(p) for p in prompts) or any(uses_syntax(n, negative=True) for n in negatives):
         return True
     for encoder in _encoders(pipe):
@@ -343,6 +363,6 @@ def needs_embeddings(pipe: Any, prompts: list[str], negatives: list[str | None])
 
 
 def chunk_count(pipe: Any, prompt: str, negative: str | None, steps: int) -> int:
-    """How many 77-token chunks a prompt and its negative make (without running an encoder): calls that share it batch alike."""
+    """How many 77-token chunks a prompt and its negative make, tokenizing only (requests batch alike when equal)."""
     texts = plan_prompt(prompt, steps).texts + plan_prompt(negative or "", steps, negative=True).texts
     return max(len(_chunks(encoder, text)) for encoder in _encoders(pipe) for text in texts)

@@ -176,7 +176,7 @@ def test_a_prompt_longer_than_77_tokens_is_encoded_in_two_chunks_and_changes_the
     tokens = sd1.tokenizer(LONG, add_special_tokens=False).input_ids
     comma = sd1.tokenizer.convert_tokens_to_ids(",</w>")
     last_comma = max(i for i, t in enumerate(tokens[:75]) if t == comma)
-    ids, weights = chunk_ids(sd1.tokenizer, [(sd1.tokenizer.decode(tokens[:last_comma + 1]), 1.0)])
+    ids, _ = chunk_ids(sd1.tokenizer, [(sd1.tokenizer.decode(tokens[:last_comma + 1]), 1.0)])
     with torch.no_grad():
         first_chunk = sd1.text_encoder(ids)[0]
     assert torch.equal(encode_prompts(sd1, LONG, None, steps=2).kwargs["prompt_embeds"][:, :77], first_chunk)
@@ -305,9 +305,9 @@ def test_editing_is_named_in_a_warning_where_a_pipeline_cannot_switch_prompts(ti
     pipe._callback_tensor_inputs = ["latents"]  # as a pipeline whose step callback cannot replace embeddings
     ours = encode_prompts(pipe, "a [cat:dog:2]", None, steps=4)
     assert ours.step_callback(pipe) == {}
-    assert ours.warnings == ["Prompt editing and alternation ([from:to:when], [a|b]) were not applied: "
-                             "StableDiffusionPipeline cannot switch prompts during sampling; the first step's "
-                             "prompt was used throughout."]
+    assert ours.warnings == [("Prompt editing and alternation ([from:to:when], [a|b]) were not applied: "
+                              "StableDiffusionPipeline cannot switch prompts during sampling; the first step's "
+                              "prompt was used throughout.")]
 
 
 def test_unsupported_syntax_is_named_and_the_guidance_weight_returned(sd1):
@@ -319,8 +319,31 @@ def test_unsupported_syntax_is_named_and_the_guidance_weight_returned(sd1):
     assert torch.equal(weighted_guidance.kwargs["prompt_embeds"], diffusers_embeds(sd1, "a cat", None)[0])
 
 
-def test_needs_embeddings_only_for_syntax_or_long_prompts(sd1):
+def test_needs_embeddings_only_for_syntax_long_prompts_or_sd_clip_skip(sd1, sdxl):
     assert not needs_embeddings(sd1, ["a ginger cat, sitting"], ["blurry"])
+    assert needs_embeddings(sd1, ["a ginger cat"], [None], clip_skip=1)  # Diffusers' own fails on SD 1/2
+    assert not needs_embeddings(sdxl, ["a ginger cat"], [None], clip_skip=1)
     assert needs_embeddings(sd1, ["a (ginger) cat"], [None])
     assert needs_embeddings(sd1, ["a ginger cat"], ["[blurry]"])
     assert chunk_count(sd1, "a cat", "x BREAK y", 2) == 2
+
+
+def test_batched_requests_get_one_row_per_image_and_their_own_edits(sd1):
+    ours = encode_prompts(sd1, ["a cat", "a [cat:dog:1]"], [None, "blurry"], steps=3, num_images=[2, 1])
+    assert ours.kwargs["prompt_embeds"].shape[0] == ours.kwargs["negative_prompt_embeds"].shape[0] == 3
+    seen, handle = record_unet_inputs(sd1)
+    try:
+        generator = [torch.Generator().manual_seed(seed) for seed in (1, 2, 3)]
+        sd1(num_inference_steps=3, generator=generator, output_type="np", num_images_per_prompt=1, **ours.kwargs,
+            **ours.step_callback(sd1))
+    finally:
+        handle.remove()
+    texts = ("a cat", "a dog", "blurry", "")
+    embeds = {text: encode_prompts(sd1, text, None, steps=3).kwargs["prompt_embeds"] for text in texts}
+    positives = {k: embeds[k] for k in ("a cat", "a dog")}
+    negatives = {k: embeds[k] for k in ("blurry", "")}
+    # rows: [negative x 3 images; positive x 3 images]; the third image is the edited request's
+    assert [[which(h[3 + row:4 + row], positives) for row in range(3)] for h, _ in seen] == [
+        ["a cat", "a cat", "a cat"], ["a cat", "a cat", "a cat"], ["a cat", "a cat", "a dog"],
+        ["a cat", "a cat", "a dog"]]
+    assert all([which(h[row:row + 1], negatives) for row in range(3)] == ["", "", "blurry"] for h, _ in seen)

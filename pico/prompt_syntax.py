@@ -22,14 +22,17 @@ import re
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from pico.errors import InvalidRequest
+
 BREAK_MARK = ("BREAK", -1.0)
 """The run :func:`parse_attention` emits where ``BREAK`` starts a new 75-token chunk."""
 
 MAX_NESTING = 100  # deeper bracket nesting is read as plain text rather than risking the stack
+MAX_OPEN_BRACKETS = 200  # weighting costs (open brackets x text runs): a bound on what one prompt can cost
 
 
-class PromptSyntaxError(ValueError):
-    """A prompt that A1111's syntax cannot give a meaning to (a weight that is not a number)."""
+class PromptSyntaxError(InvalidRequest, ValueError):
+    """A prompt that A1111's syntax cannot give a meaning to (a weight that is not a number): a 422."""
 
 
 class LoraTag(NamedTuple):
@@ -331,7 +334,8 @@ def parse_attention(text: str) -> list[tuple[str, float]]:
     """Split one (scheduled) text into (text, weight) runs as A1111's ``parse_prompt_attention`` does.
 
     Unclosed brackets still weigh what follows them; runs of equal weight merge; ``BREAK``
-    becomes :data:`BREAK_MARK`. Raises :class:`PromptSyntaxError` for ``(word:1.2.3)``.
+    becomes :data:`BREAK_MARK`. Raises :class:`PromptSyntaxError` for ``(word:1.2.3)``, and for
+    more than :data:`MAX_OPEN_BRACKETS` brackets open at once (A1111 has no limit).
     """
     runs: list[list] = []
     open_round: list[int] = []
@@ -345,10 +349,11 @@ def parse_attention(text: str) -> list[tuple[str, float]]:
         token, weight = match.group(0), match.group(1)
         if token.startswith("\\"):
             runs.append([token[1:], 1.0])
-        elif token == "(":
-            open_round.append(len(runs))
-        elif token == "[":
-            open_square.append(len(runs))
+        elif token in "([":
+            (open_round if token == "(" else open_square).append(len(runs))
+            if len(open_round) + len(open_square) > MAX_OPEN_BRACKETS:
+                raise PromptSyntaxError(f"More than {MAX_OPEN_BRACKETS} brackets are open at once; close some, "
+                                        "or write \\( and \\[ for literal brackets.")
         elif weight is not None and open_round:
             try:
                 factor = float(weight)

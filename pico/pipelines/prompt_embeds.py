@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pico.pipelines.base import is_sdxl
 from pico.prompt_syntax import (
     PromptPlan,
+    PromptSyntaxError,
     is_break,
     parse_attention,
     plan_prompt,
@@ -289,6 +290,18 @@ def _as_list(value: Any, count: int) -> list:
     return list(value) if isinstance(value, (list, tuple)) else [value] * count
 
 
+def _checked(plan: Callable, text: str, steps: int, *, field_name: str, **options: Any) -> PromptPlan:
+    """The plan of ``text``, its every scheduled text checked, a syntax error naming the field it is in."""
+    try:
+        result = plan(text, steps, **options)
+        for scheduled in result.texts:
+            parse_attention(scheduled)
+        return result
+    except PromptSyntaxError as error:
+        error.field = error.field or field_name
+        raise
+
+
 def encode_prompts(pipe: Any, prompt: str | list[str], negative: str | list[str | None] | None = None, *,
                    steps: int, clip_skip: int | None = None, num_images: int | list[int] = 1,
                    hires_steps: int | None = None) -> PromptEmbeddings:
@@ -312,8 +325,9 @@ def encode_prompts(pipe: Any, prompt: str | list[str], negative: str | list[str 
     total, hires = steps * order, hires_steps * order if hires_steps is not None else None
     sdxl = is_sdxl(pipe)
     zeros = sdxl and bool(pipe.config.get("force_zeros_for_empty_prompt", False))
-    plans = [plan_prompt(p, total, hires_steps=hires) for p in prompts]
-    negative_plans = [None if n is None and zeros else plan_prompt(n or "", total, negative=True, hires_steps=hires)
+    plans = [_checked(plan_prompt, p, total, hires_steps=hires, field_name="Phrase") for p in prompts]
+    negative_plans = [None if n is None and zeros else _checked(plan_prompt, n or "", total, negative=True,
+                                                                hires_steps=hires, field_name="NegativePhrase")
                       for n in negatives]
     encoded: dict[tuple, _Conditioning] = {}  # the same text in several requests of a batch is encoded once
 

@@ -319,6 +319,14 @@ def test_unsupported_syntax_is_named_and_the_guidance_weight_returned(sd1):
     assert torch.equal(weighted_guidance.kwargs["prompt_embeds"], diffusers_embeds(sd1, "a cat", None)[0])
 
 
+def test_a_syntax_error_is_a_422_naming_the_field(sd1):
+    from pico.errors import InvalidRequest
+
+    with pytest.raises(InvalidRequest, match="1.2.3") as caught:
+        encode_prompts(sd1, "a cat", "a (dog:1.2.3)", steps=2)
+    assert (caught.value.status, caught.value.field) == (422, "NegativePhrase")
+
+
 def test_needs_embeddings_only_for_syntax_long_prompts_or_sd_clip_skip(sd1, sdxl):
     assert not needs_embeddings(sd1, ["a ginger cat, sitting"], ["blurry"])
     assert needs_embeddings(sd1, ["a ginger cat"], [None], clip_skip=1)  # Diffusers' own fails on SD 1/2

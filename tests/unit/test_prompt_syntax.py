@@ -124,6 +124,13 @@ def test_a_weight_that_is_not_a_number_is_a_syntax_error():
         parse_attention("a (b:1.2.3)")
 
 
+def test_weighting_cost_is_bounded_by_a_limit_on_open_brackets():
+    assert parse_attention("(" * 200 + "a") == [("a", pytest.approx(1.1 ** 200))]
+    with pytest.raises(PromptSyntaxError, match="More than 200 brackets are open at once"):
+        parse_attention("(" * 101 + "[" * 100 + "a")
+    assert uses_syntax("(a" * 10_000)  # the limit makes it a syntax error rather than seconds of work
+
+
 def test_lora_tags_are_cut_out_with_their_weights():
     text, loras, others = extract_extra_networks("a cat <lora:film:0.7>, <lora:grain> <lyco:x:0.5:0.2> "
                                                  "<lora:y:te=0.3:unet=0.9> <hypernet:anime:1>")

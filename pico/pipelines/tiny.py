@@ -21,7 +21,7 @@ from pico.catalog.models import (
 )
 
 MARKER = "pico-tiny.json"
-VERSION = 2  # bump when the tiny models change, so old demo folders are rebuilt
+VERSION = 3  # bump when the tiny models change, so old demo folders are rebuilt
 TEXT_HIDDEN = 32
 SEED = 0
 
@@ -40,19 +40,17 @@ def _byte_symbols() -> list[str]:
 
 
 def write_tokenizer(folder: Path) -> None:
-    """Write a byte-level CLIP tokenizer that needs no download (a vocabulary and empty merges)."""
+    """Write a byte-level CLIP tokenizer that needs no download (a vocabulary and empty merges).
+
+    The vocabulary is passed in as a dict: transformers 5 ignores ``vocab_file=`` and would build
+    a two-token vocabulary in which every character of a prompt is the unknown token.
+    """
     from transformers import CLIPTokenizer
 
     folder.mkdir(parents=True, exist_ok=True)
     symbols = _byte_symbols()
     tokens = symbols + [s + "</w>" for s in symbols] + ["<|startoftext|>", "<|endoftext|>"]
-    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}), "utf-8")
-    (folder / "merges.txt").write_text("#version: 0.2\n", "utf-8")
-    tokenizer = CLIPTokenizer(
-        vocab_file=str(folder / "vocab.json"),
-        merges_file=str(folder / "merges.txt"),
-        model_max_length=77,
-    )
+    tokenizer = CLIPTokenizer(vocab={t: i for i, t in enumerate(tokens)}, merges=[], model_max_length=77)
     tokenizer.save_pretrained(folder)
 
 

@@ -181,9 +181,9 @@ class WarmPipelines:
 class AttentionGate:
     """Lets calls that want the same attention mode run together on shared weights.
 
-    Attention slicing is set on the modules themselves, which concurrent calls share, so a
-    call that wants the other mode waits until the model is idle, then switches it. While it
-    waits, newcomers in the current mode wait too, so it cannot be starved.
+    Attention slicing is set on the modules themselves, which concurrent calls share, so the
+    mode changes only while no call runs. A call in the current mode joins the running ones
+    unless a call is waiting for the other mode (so that one cannot be starved).
     """
 
     def __init__(self, apply: Callable[[bool], None]):
@@ -191,21 +191,22 @@ class AttentionGate:
         self._cond = threading.Condition()
         self._mode = False
         self._users = 0
-        self._switching = 0  # calls waiting for the other mode
+        self._waiting = {False: 0, True: 0}  # calls waiting for each mode
 
     @contextmanager
     def use(self, slicing: bool) -> Iterator[None]:
         """Hold the model in attention mode ``slicing`` for the duration of a call."""
         with self._cond:
-            if self._mode != slicing:
-                self._switching += 1
-                while self._users and self._mode != slicing:
+            self._waiting[slicing] += 1
+            try:
+                # One condition, re-checked in full after every wake-up: join the current mode unless
+                # someone waits for the other; switch modes only when no call runs.
+                while not ((self._mode == slicing and not self._waiting[not slicing])
+                           or (self._mode != slicing and self._users == 0)):
                     self._cond.wait()
-                self._switching -= 1
-            else:
-                while self._switching:
-                    self._cond.wait()
-            if self._mode != slicing:
+            finally:
+                self._waiting[slicing] -= 1
+            if self._mode != slicing:  # only reachable with no call running
                 self._apply(slicing)
                 self._mode = slicing
             self._users += 1

@@ -146,7 +146,7 @@ def test_a_call_waiting_to_switch_attention_is_not_starved():
     first = call("plain-1", False, release_first)
     wait_for(lambda: order == ["plain-1"])
     sliced = call("sliced", True)
-    wait_for(lambda: gate._switching == 1)
+    wait_for(lambda: gate._waiting[True] == 1)
     late = call("plain-2", False)  # arrives after the switch was asked for: must wait behind it
     time.sleep(0.1)
     assert order == ["plain-1"]

@@ -25,7 +25,7 @@ from pico.slots import Slots
 
 log = logging.getLogger("pico")
 
-KEEP_FINISHED = 500  # finished jobs remembered for the jobs route
+KEEP_FINISHED = 500  # finished jobs remembered for the jobs route (running and waiting ones are all kept)
 
 
 class JobState(str, Enum):
@@ -54,23 +54,21 @@ class Job:
     error: str | None = None
     images: int = 0
     seeds: list[int] = field(default_factory=list)
-    interrupted: bool = False
+    stopping: bool = False  # A1111's interrupt: end this generation now, and the call's later ones
+    skip_part: int | None = None  # A1111's skip: end generation number ``skip_part`` now, go on with the next
     part: int = 0  # which of run_many's requests is running (A1111's job_no)
     batch_size: int = 1  # requests sharing this job's pipeline call (dynamic batching)
-    _first_step_at: float | None = field(default=None, repr=False)
-    _last_step_at: float | None = field(default=None, repr=False)
-    _steps_timed: int = field(default=0, repr=False)
+    # (first step's time, last step's time, steps between them): replaced whole, so a reader never sees half
+    _timing: tuple[float, float, int] | None = field(default=None, repr=False)
     _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
     _alive: Callable[[], bool] = field(default=lambda: True, repr=False)
+    wakeup: threading.Event = field(default_factory=threading.Event, repr=False)  # set on cancel
 
     def on_step(self, done: int, total: int) -> bool:
-        """Record progress; abort here if cancelled (or the client left); True to stop early if interrupted."""
+        """Record progress; abort here if cancelled (or the client left); True to end denoising now (interrupt)."""
         now = time.perf_counter()
-        if done == 1 or self._first_step_at is None:
-            self._first_step_at, self._steps_timed = now, 0
-        else:
-            self._steps_timed += 1
-        self._last_step_at = now
+        timing = self._timing
+        self._timing = (now, now, 0) if done == 1 or timing is None else (timing[0], now, timing[2] + 1)
         self.step, self.steps = done, total
         if self._cancel.is_set():
             raise Cancelled(f"Job {self.id} was cancelled at step {done} of {total}")
@@ -79,9 +77,18 @@ class Job:
             raise Cancelled(f"Job {self.id} stopped at step {done} of {total}: its client disconnected")
         return self.interrupted
 
+    @property
+    def interrupted(self) -> bool:
+        """True while the running generation is to end now, keeping its images (interrupt or skip)."""
+        return self.stopping or self.skip_part == self.part
+
     def interrupt(self) -> None:
-        """Stop denoising at the next step and keep the images as they are (A1111's interrupt)."""
-        self.interrupted = True
+        """End denoising at the next step, keep the images, and run none of the call's later generations."""
+        self.stopping = True
+
+    def skip(self) -> None:
+        """End the running generation at its next step, keeping its images; the call goes on with the next."""
+        self.skip_part = self.part
 
     @property
     def cancelled(self) -> bool:
@@ -102,9 +109,10 @@ class Job:
     @property
     def steps_per_second(self) -> float | None:
         """Denoising steps per second of the latest generation (between its first and last step)."""
-        if not self._steps_timed or self._last_step_at == self._first_step_at:
+        timing = self._timing
+        if timing is None or not timing[2] or timing[1] <= timing[0]:
             return None
-        return self._steps_timed / (self._last_step_at - self._first_step_at)
+        return timing[2] / (timing[1] - timing[0])
 
     @property
     def elapsed(self) -> float:
@@ -115,42 +123,34 @@ class Job:
 
     def describe(self) -> JobStatus:
         """The job as the jobs route reports it."""
+        rate = self.steps_per_second  # read once: a step may land between two reads
         return JobStatus(
             id=self.id, pipeline=self.pipeline, state=self.state.value, step=self.step, steps=self.steps,
-            elapsed_seconds=round(self.elapsed, 3), images=self.images, seeds=self.seeds, error=self.error,
-            batch_size=self.batch_size,
-            steps_per_second=round(self.steps_per_second, 2) if self.steps_per_second else None,
+            elapsed_seconds=round(self.elapsed, 3), images=self.images, seeds=list(self.seeds), error=self.error,
+            batch_size=self.batch_size, steps_per_second=round(rate, 2) if rate else None,
         )
 
 
-@dataclass
-class _Batch:
-    """Requests gathered in the batch window, to run as one pipeline call in one slot."""
-
-    members: list[tuple[Job, GenerationRequest]] = field(default_factory=list)
-    full: threading.Event = field(default_factory=threading.Event)
-    done: threading.Event = field(default_factory=threading.Event)
-    results: dict[str, Generation] = field(default_factory=dict)
-    error: BaseException | None = None
-
-
 class Jobs:
-    """The jobs of one server: created, run through the slots (or a batch), watched, cancelled.
+    """The jobs of one server: admitted, run through the slots (or a batch), watched, cancelled.
 
     ``generate_batch(requests, on_step)`` makes one Generation per request in one call;
     ``batch_key(request)`` says which requests may share a call (None: never). With a batch
-    window, requests with the same key that arrive within it run together, up to ``max_batch``.
+    window, requests with the same key that arrive within it run together, up to ``max_images``
+    images in one call. Only admitted requests become jobs; running and waiting jobs are kept
+    until they end, then the last ``KEEP_FINISHED`` are remembered for the jobs route.
     """
 
     def __init__(self, generate_batch: Callable[..., list[Generation]], slots: int = 1, queue: int = 0,
-                 batch_window: float = 0.0, max_batch: int = 1,
+                 batch_window: float = 0.0, max_images: int = 1,
                  batch_key: Callable[[GenerationRequest], tuple | None] = lambda _request: None):
         self._generate_batch = generate_batch
         self.slots = Slots(slots, queue)
         self._batch_key = batch_key
-        self._batcher = Batcher(self, batch_window, max_batch, generate_batch) \
-            if batch_window > 0 and max_batch > 1 else None
-        self._jobs: OrderedDict[str, Job] = OrderedDict()
+        self._batcher = Batcher(self.slots, batch_window, max_images, generate_batch, self.start, self.settle) \
+            if batch_window > 0 and max_images > 1 else None
+        self._active: dict[str, Job] = {}
+        self._finished: OrderedDict[str, Job] = OrderedDict()
         self._lock = threading.Lock()
         self._counter = itertools.count(1)
         self.listeners: list[Callable[[Job, Generation | None], None]] = []  # told of each generation's end
@@ -167,38 +167,39 @@ class Jobs:
         if key is None:
             job, (generation,) = self.run_many(pipeline, [request], on_start, alive, origin=origin)
             return job, generation
-        job = self._new_job(pipeline, origin, on_start, alive)
+        job = self._new_job(pipeline, origin, alive)
         try:
-            return job, self._batcher.run(key, job, request)
+            return job, self._batcher.run(key, job, request, admitted=lambda: self._admitted(job, on_start))
         except BaseException as exc:
-            if job.state in (JobState.QUEUED, JobState.RUNNING):
-                self.settle(job, exc)
+            self.settle(job, exc)
             raise
 
     def run_many(self, pipeline: str, requests: Sequence[GenerationRequest],
                  on_start: Callable[[Job], None] | None = None, alive: Callable[[], bool] | None = None,
-                 go_on: Callable[[Job], bool] = lambda _job: True,
                  origin: str = "pico") -> tuple[Job, list[Generation]]:
         """Run requests one after another as one job holding one slot (A1111's n_iter batches).
 
-        After each generation ``go_on(job)`` decides whether the next one runs; an interrupt
-        ends only the generation it hit.
+        A skip ends only the generation it hit; an interrupt also ends the ones after it, even
+        when it lands between two of them.
         """
-        job = self._new_job(pipeline, origin, on_start, alive)
+        job = self._new_job(pipeline, origin, alive)
         try:
-            self.slots.acquire(job)
+            has_slot = self.slots.admit(job)
+            self._admitted(job, on_start)
+            if not has_slot:
+                self.slots.wait(job)
         except BaseException as exc:
             self.settle(job, exc)
             raise
         generations: list[Generation] = []
         try:
             self.start(job)
-            for job.part, request in enumerate(requests):
+            for part, request in enumerate(requests):
+                if job.stopping and generations:
+                    break
+                job.part = part
                 (generation,) = self._generate_batch([request], on_step=job.on_step)
                 generations.append(generation)
-                if not go_on(job):
-                    break
-                job.interrupted = False
         except BaseException as exc:
             self.settle(job, exc)
             raise
@@ -208,21 +209,30 @@ class Jobs:
         return job, generations
 
     def start(self, job: Job, batch_size: int = 1) -> None:
-        """Mark a job as running (it holds a slot now)."""
-        job.state, job.started, job.batch_size = JobState.RUNNING, time.time(), batch_size
+        """Mark a job as running (it holds a slot now), unless it has already ended."""
+        with self._lock:
+            if job.finished is None:
+                job.state, job.started, job.batch_size = JobState.RUNNING, time.time(), batch_size
 
     def settle(self, job: Job, error: BaseException | None, generations: Sequence[Generation] = ()) -> None:
-        """Record how a job ended (done, cancelled or failed) and tell the listeners."""
-        if error is None:
-            job.state = JobState.DONE
-            for generation in generations:
-                job.images += len(generation.images)
-                job.seeds += [m["Seed"] for m in generation.metadata]
-        elif isinstance(error, Cancelled):
-            job.state, job.error = JobState.CANCELLED, error.message
-        else:
-            job.state, job.error = JobState.FAILED, getattr(error, "code", None) or type(error).__name__
-        job.finished = time.time()
+        """Record how a job ended (done, cancelled or failed) and tell the listeners; later calls do nothing."""
+        with self._lock:
+            if job.finished is not None:
+                return
+            if error is None:
+                job.state = JobState.DONE
+                for generation in generations:
+                    job.images += len(generation.images)
+                    job.seeds += [m["Seed"] for m in generation.metadata]
+            elif isinstance(error, Cancelled):
+                job.state, job.error = JobState.CANCELLED, error.message
+            else:
+                job.state, job.error = JobState.FAILED, getattr(error, "code", None) or type(error).__name__
+            job.finished = time.time()
+            if self._active.pop(job.id, None) is not None:
+                self._finished[job.id] = job
+                while len(self._finished) > KEEP_FINISHED:
+                    self._finished.popitem(last=False)
         for listener in self.listeners:
             for generation in generations or [None]:
                 try:
@@ -233,9 +243,9 @@ class Jobs:
     def get(self, job_id: str) -> Job:
         """A job by id; NotFound when unknown or long forgotten."""
         with self._lock:
-            job = self._jobs.get(job_id)
+            job = self._active.get(job_id) or self._finished.get(job_id)
         if job is None:
-            raise NotFound(f"No job {job_id!r}; jobs are kept for the last {KEEP_FINISHED} generations")
+            raise NotFound(f"No job {job_id!r}; finished jobs are kept for the last {KEEP_FINISHED} generations")
         return job
 
     def cancel(self, job_id: str) -> Job:
@@ -243,7 +253,8 @@ class Jobs:
         job = self.get(job_id)
         job._cancel.set()
         if job.state == JobState.QUEUED:
-            job.state, job.finished = JobState.CANCELLED, time.time()
+            self.settle(job, Cancelled(f"Job {job.id} was cancelled while it waited"))
+        job.wakeup.set()
         self.slots.wake()
         return job
 
@@ -252,20 +263,32 @@ class Jobs:
         running = [j for j in self.active() if j.state == JobState.RUNNING]
         for job in running:
             job._cancel.set()
+            job.wakeup.set()
         return len(running)
 
     def interrupt_running(self, origin: str) -> list[Job]:
-        """Interrupt the running jobs that ``origin`` started: each ends denoising now, keeping its images."""
+        """Interrupt the running jobs ``origin`` started: each ends denoising now, keeping its images, and stops."""
         running = [j for j in self.active() if j.state == JobState.RUNNING and j.origin == origin]
         for job in running:
             job.interrupt()
         return running
 
+    def skip_running(self, origin: str) -> list[Job]:
+        """Skip the running generation of the jobs ``origin`` started: each goes on with its next one."""
+        running = [j for j in self.active() if j.state == JobState.RUNNING and j.origin == origin]
+        for job in running:
+            job.skip()
+        return running
+
     def active(self) -> list[Job]:
         """Jobs running or waiting now, oldest first."""
         with self._lock:
-            jobs = list(self._jobs.values())
-        return [j for j in jobs if j.state in (JobState.QUEUED, JobState.RUNNING)]
+            return list(self._active.values())
+
+    def known(self) -> int:
+        """Jobs the registry holds: the active ones and the remembered finished ones."""
+        with self._lock:
+            return len(self._active) + len(self._finished)
 
     @property
     def busy(self) -> bool:
@@ -282,18 +305,16 @@ class Jobs:
         """Refuse new jobs and turn away the waiting ones; running jobs go on to the end."""
         self.slots.close()
 
-    def _new_job(self, pipeline: str, origin: str, on_start: Callable[[Job], None] | None,
-                 alive: Callable[[], bool] | None) -> Job:
+    def _new_job(self, pipeline: str, origin: str, alive: Callable[[], bool] | None) -> Job:
         job = Job(id=f"{next(self._counter):06d}-{secrets.token_hex(4)}", pipeline=pipeline, origin=origin)
         if alive is not None:
             job._alive = alive
+        return job
+
+    def _admitted(self, job: Job, on_start: Callable[[Job], None] | None) -> None:
+        """Register a job once the slots took it (refused requests never become jobs), and announce it."""
         with self._lock:
-            self._jobs[job.id] = job
-            while len(self._jobs) > KEEP_FINISHED:
-                oldest = next(iter(self._jobs.values()))
-                if oldest.state in (JobState.QUEUED, JobState.RUNNING):
-                    break
-                self._jobs.popitem(last=False)
+            if job.finished is None:
+                self._active[job.id] = job
         if on_start is not None:
             on_start(job)
-        return job

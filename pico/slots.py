@@ -1,15 +1,16 @@
-"""Generation slots and the waiting queue: at most N generations at once, up to Q waiting in order.
+"""Generation slots and the waiting queue: at most N generations at once, up to Q requests waiting in order.
 
 Beyond that a newcomer is refused with :class:`Busy` at once, as the original PICO did. A
 waiter leaves the queue as soon as it is gone (cancelled, or its client disconnected), so a
-dead entry can never hold up the ones behind it.
+dead entry can never hold up the ones behind it. A waiter may stand for several requests (a
+dynamic batch): its ``size`` counts against the queue, and may grow while it waits.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import deque
-from typing import Protocol
+from typing import Callable, Protocol
 
 from pico.errors import Busy, Cancelled
 
@@ -46,19 +47,15 @@ class Slots:
     def counts(self) -> tuple[int, int]:
         """(slots in use, requests waiting), read together."""
         with self._cond:
-            return self._running, sum(w.size for w in self._waiting)
-
-    def check_room(self, pending: int) -> None:
-        """Raise Busy unless one more request fits, ``pending`` requests not yet queued counted in."""
-        with self._cond:
-            if self._closed:
-                raise Busy(SHUTTING_DOWN, retry_after=RETRY_AFTER_SECONDS)
-            waiting = sum(w.size for w in self._waiting) + pending
-            if self._running >= self.slots and waiting >= self.queue_limit:
-                raise self._busy()
+            return self._running, self._queued()
 
     def acquire(self, waiter: Waiter) -> None:
         """Take a slot now, or wait for one in arrival order; Busy when the queue is full, Cancelled when gone."""
+        if not self.admit(waiter):
+            self.wait(waiter)
+
+    def admit(self, waiter: Waiter) -> bool:
+        """Take a slot if one is free (True), else join the queue (False); Busy when the queue has no room."""
         with self._cond:
             if self._closed:
                 raise Busy(SHUTTING_DOWN, retry_after=RETRY_AFTER_SECONDS)
@@ -67,10 +64,28 @@ class Slots:
                 raise Cancelled(reason)
             if self._running < self.slots and not self._waiting:
                 self._running += 1
-                return
-            if sum(w.size for w in self._waiting) + waiter.size > self.queue_limit:
+                return True
+            if self._queued() + waiter.size > self.queue_limit:
                 raise self._busy()
             self._waiting.append(waiter)
+            return False
+
+    def grow(self, waiter: Waiter, join: Callable[[], None], more: int = 1) -> None:
+        """Let ``more`` requests join a waiter (``join`` adds them, under the gate's lock).
+
+        A queued waiter needs queue room for them (Busy when there is none); one that holds a
+        slot already runs them in it.
+        """
+        with self._cond:
+            if self._closed:
+                raise Busy(SHUTTING_DOWN, retry_after=RETRY_AFTER_SECONDS)
+            if waiter in self._waiting and self._queued() + more > self.queue_limit:
+                raise self._busy()
+            join()
+
+    def wait(self, waiter: Waiter) -> None:
+        """Wait in the queue (after admit() said so) until the waiter's turn and a free slot."""
+        with self._cond:
             try:
                 while not (self._waiting[0] is waiter and self._running < self.slots):
                     reason = waiter.gone()
@@ -104,6 +119,9 @@ class Slots:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+
+    def _queued(self) -> int:
+        return sum(w.size for w in self._waiting)
 
     def _busy(self) -> Busy:
         queue = f" and the queue is full ({self.queue_limit} waiting)" if self.queue_limit else ""

@@ -57,7 +57,8 @@ def serve(
         "size, steps, sampler, guidance) and arrive within this many ms run as one. 0 turns it off.",
         default="0", panel=SERVER)] = None,
     max_batch: Annotated[Optional[int], flag(
-        "--max-batch", help="Most requests in one batched call.", default="4", panel=SERVER)] = None,
+        "--max-batch", help="Most images in one batched call (a request with more runs alone).", default="4",
+        panel=SERVER)] = None,
     preload: Annotated[Optional[list[str]], flag(
         "--preload", help="Load this model (and run a short warm-up generation) before serving; repeatable.",
         panel=SPEED, many=True)] = None,

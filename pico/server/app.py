@@ -41,7 +41,7 @@ def create_app(settings: Settings, engine: "Engine | None" = None) -> bottle.Bot
 
         engine = Engine(settings)
     jobs = Jobs(engine.generate_batch, settings.threadsmax, settings.queue,
-                batch_window=settings.batch_window_ms / 1000, max_batch=settings.max_batch,
+                batch_window=settings.batch_window_ms / 1000, max_images=settings.max_batch,
                 batch_key=engine.batch_key)
     service = Service(settings, engine, jobs)
     metrics = Metrics(service)

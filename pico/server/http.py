@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import bottle
 
@@ -31,12 +31,11 @@ def run_job(service: "Service", pipeline: PipelineInfo, request: GenerationReque
 
 
 def run_jobs(service: "Service", pipeline: PipelineInfo, requests: list[GenerationRequest],
-             go_on: Callable[["Job"], bool] = lambda _job: True,
              origin: str = "pico") -> tuple["Job", list[Generation]]:
     """Run requests one after another in one job and one slot, for the current HTTP request."""
     environ = bottle.request.environ
     job, generations = service.jobs.run_many(pipeline.route, requests, on_start=announce_job,
-                                             alive=client_alive(environ), go_on=go_on, origin=origin)
+                                             alive=client_alive(environ), origin=origin)
     environ["pico.log"] = {"images": job.images, "seed": job.seeds[0]}
     return job, generations
 

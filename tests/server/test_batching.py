@@ -12,7 +12,7 @@ from tests.server.test_api import body_for
 
 @pytest.fixture(scope="module")
 def batching(tiny_models, tmp_path_factory):
-    live = LiveServer(tiny_models, "--batch-window-ms", "600", "--max-batch", "3", "--queue", "4",
+    live = LiveServer(tiny_models, "--batch-window-ms", "600", "--max-batch", "4", "--queue", "4",
                       log=tmp_path_factory.mktemp("log") / "serve.log")
     yield live
     live.stop()

@@ -13,7 +13,8 @@ import pytest
 
 from pico.errors import Busy, Cancelled
 from pico.jobs import Jobs, JobState
-from pico.pipelines.base import AttentionGate, Generation
+from pico.pipelines.base import AttentionGate
+from pico.schemas.results import Generation
 
 STEPS = 20
 
@@ -21,8 +22,8 @@ STEPS = 20
 class Request:
     """Just enough of a request for Jobs: a name to batch by."""
 
-    def __init__(self, name: str, key: str = "k"):
-        self.name, self.key = name, key
+    def __init__(self, name: str, key: str = "k", total: int = 1):
+        self.name, self.key, self.total = name, key, total
 
 
 def fake_generate(calls: list, step_seconds: float = 0.01):
@@ -76,8 +77,8 @@ def test_a_job_cancelled_in_the_queue_never_blocks_the_ones_behind_it():
 
 def test_a_job_cancelled_before_it_reaches_the_queue_leaves_no_trace():
     jobs = Jobs(fake_generate([]), slots=1, queue=1)
-    job = jobs._new_job("fake", "pico", None, None)
-    jobs.cancel(job.id)
+    job = jobs._new_job("fake", "pico", None)
+    job._cancel.set()
     with pytest.raises(Cancelled):
         jobs.slots.acquire(job)
     assert jobs.counts() == {"SlotsInUse": 0, "Slots": 1, "QueueLength": 0, "QueueLimit": 1}
@@ -95,11 +96,11 @@ def test_busy_beyond_the_queue():
 
 def test_cancelling_one_member_of_a_queued_batch_leaves_the_others():
     calls: list = []
-    jobs = Jobs(fake_generate(calls, 0.02), slots=1, queue=4, batch_window=0.3, max_batch=4,
+    jobs = Jobs(fake_generate(calls, 0.02), slots=1, queue=4, batch_window=0.3, max_images=4,
                 batch_key=lambda request: request.key)
     results: dict = {}
-    blocker = start(jobs, "blocker", results)  # alone in its window, then it holds the slot
-    wait_for(lambda: jobs.busy)
+    blocker = start(jobs, "blocker", results)  # alone in its window, then it runs in the slot
+    wait_for(lambda: any(j.state == JobState.RUNNING for j in jobs.active()))
     members = [start(jobs, name, results) for name in ("a", "b", "c")]
     wait_for(lambda: len([j for j in jobs.active() if j.state == JobState.QUEUED]) == 3)
     leader = next(j for j in jobs.active() if j.state == JobState.QUEUED)

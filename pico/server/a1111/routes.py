@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
-import threading
 import time
-from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import bottle
@@ -69,14 +67,13 @@ LIST_SCHEMA = {"type": "array", "items": {"type": "object"}}
 
 def install(app: bottle.Bottle, service: "Service") -> None:
     """Add the AUTOMATIC1111 routes to ``app``."""
-    interrupts = Interrupts(service)
 
     def route(path: str, method: str, callback, summary: str, request=None, response=None, query=()) -> None:
         app.route(f"{PREFIX}/{path}", method, lambda: send_json(callback()),
                   doc=RouteDoc(summary, TAG, request=request, response=response, errors="a1111", query=query))
 
-    route("txt2img", "POST", lambda: txt2img(service, interrupts), "Text to image", Txt2ImgRequest, ImagesResponse)
-    route("img2img", "POST", lambda: img2img(service, interrupts),
+    route("txt2img", "POST", lambda: txt2img(service), "Text to image", Txt2ImgRequest, ImagesResponse)
+    route("img2img", "POST", lambda: img2img(service),
           "Image to image; inpainting when a mask is given", Img2ImgRequest, ImagesResponse)
     route("sd-models", "GET", lambda: [i.to_dict() for i in checkpoint_items(service)],
           "The checkpoints: the default model and the text-to-image models of the models directory",
@@ -97,10 +94,10 @@ def install(app: bottle.Bottle, service: "Service") -> None:
     route("progress", "GET", lambda: progress(service).to_dict(),
           "The running generation's progress (PICO has no live previews: current_image is null)",
           response=ProgressResponse, query=(("skip_current_image", "Accepted and ignored"),))
-    route("interrupt", "POST", interrupts.interrupt,
+    route("interrupt", "POST", lambda: _interrupt(service),
           "End the running generations at their next step; each call returns the images so far",
           response={"type": "object"})
-    route("skip", "POST", interrupts.skip,
+    route("skip", "POST", lambda: _skip(service),
           "End the running generations at their next step; a call with n_iter goes on to its next batch",
           response={"type": "null"})
     route("scripts", "GET", lambda: ScriptsList().to_dict(), "Script titles (PICO has none)", response=ScriptsList)
@@ -112,48 +109,31 @@ def install(app: bottle.Bottle, service: "Service") -> None:
         route(name, "POST", lambda: None, f"{name} (nothing to refresh)", response={"type": "null"})
 
 
+def _interrupt(service: "Service") -> dict:
+    """End the running A1111 generations at their next step, and their calls' later batches (A1111 answers {})."""
+    service.jobs.interrupt_running(ORIGIN)
+    return {}
+
+
+def _skip(service: "Service") -> None:
+    """End the running A1111 generations at their next step; their calls go on with the next batch."""
+    service.jobs.skip_running(ORIGIN)
+
+
 def _list_of(item: type) -> dict:
     return {"type": "array", "items": fields.json_schema(item)}
 
 
-class Interrupts:
-    """A1111's interrupt and skip: both end the running jobs early, keeping their images.
-
-    An interrupted call stops there; a skipped one goes on to its next n_iter batch. The ids
-    of interrupted jobs are kept (the last few hundred) so a call can tell which happened.
-    """
-
-    def __init__(self, service: "Service"):
-        self.jobs = service.jobs
-        self._interrupted: deque[str] = deque(maxlen=256)
-        self._lock = threading.Lock()
-
-    def interrupt(self) -> dict:
-        """End the running A1111 jobs at their next step, and the calls they belong to."""
-        with self._lock:
-            self._interrupted.extend(job.id for job in self.jobs.interrupt_running(ORIGIN))
-        return {}
-
-    def skip(self) -> None:
-        """End the running A1111 jobs at their next step; their calls go on."""
-        self.jobs.interrupt_running(ORIGIN)
-
-    def ends_call(self, job: Job) -> bool:
-        """True when ``job`` was interrupted (not skipped): its call makes no more batches."""
-        with self._lock:
-            return job.interrupted and job.id in self._interrupted
-
-
-def txt2img(service: "Service", interrupts: Interrupts) -> dict:
+def txt2img(service: "Service") -> dict:
     """Generate from a prompt."""
     body = read_json_body(service)
     request = fields.parse(Txt2ImgRequest, body)
     model = checkpoint_for(service, request)
     pipeline = text_to_image_pipeline(model)
-    return generate(service, interrupts, pipeline, pico_request(service, pipeline, request, model), request, body)
+    return generate(service, pipeline, pico_request(service, pipeline, request, model), request, body)
 
 
-def img2img(service: "Service", interrupts: Interrupts) -> dict:
+def img2img(service: "Service") -> dict:
     """Redraw init_images[0] at width x height; with a mask, repaint only its white area (inpainting)."""
     body = read_json_body(service)
     request = fields.parse(Img2ImgRequest, body)
@@ -166,13 +146,13 @@ def img2img(service: "Service", interrupts: Interrupts) -> dict:
     if not request.mask:
         pipeline = find_pipeline("image-to-image")
         pico = pico_request(service, pipeline, request, model, strength, {"ImageBase64": init})
-        return generate(service, interrupts, pipeline, pico, request, body)
+        return generate(service, pipeline, pico, request, body)
     mask = decode_image(request.mask, "mask", max_pixels, "RGBA")
     pipeline = find_pipeline("inpaint")
     pico = pico_request(service, pipeline, request, model, strength, {"ImageBase64": init, "MaskImageBase64": mask})
     size = (pico.width, pico.height)
     pico.images.update(ImageBase64=init.resize(size), MaskImageBase64=a1111_mask(mask, request, size))
-    return generate(service, interrupts, pipeline, pico, request, body)
+    return generate(service, pipeline, pico, request, body)
 
 
 def pico_request(service: "Service", pipeline: PipelineInfo, request: Txt2ImgRequest, model: str,
@@ -224,7 +204,7 @@ def a1111_mask(image: Image.Image, request: Img2ImgRequest, size: tuple[int, int
     return mask
 
 
-def generate(service: "Service", interrupts: Interrupts, pipeline: PipelineInfo, pico: GenerationRequest,
+def generate(service: "Service", pipeline: PipelineInfo, pico: GenerationRequest,
              request: Txt2ImgRequest, body: dict) -> dict:
     """Run n_iter batches (seeds continuing) and answer A1111's images, parameters and info."""
     started = time.time()
@@ -234,8 +214,7 @@ def generate(service: "Service", interrupts: Interrupts, pipeline: PipelineInfo,
         batch = copy.copy(pico)
         batch.seed = (first_seed + index * pico.total) % (MAX_SEED + 1)
         batches.append(batch)
-    _, generations = run_jobs(service, pipeline, batches, go_on=lambda job: not interrupts.ends_call(job),
-                              origin=ORIGIN)
+    _, generations = run_jobs(service, pipeline, batches, origin=ORIGIN)
     images: list[str] = []
     metadata: list[dict[str, Any]] = []
     warnings: list[str] = []

@@ -42,3 +42,15 @@ def client_alive(environ: dict) -> Callable[[], bool]:
             return False
 
     return alive
+
+
+def liveness(environ: dict) -> Callable[[], bool]:
+    """The client_alive check of this request, built once, before anything replaces ``wsgi.input``.
+
+    Routes that swap the body stream (multipart forms are re-read from memory) call this first,
+    so the check still finds the client's socket.
+    """
+    alive = environ.get("pico.alive")
+    if alive is None:
+        alive = environ["pico.alive"] = client_alive(environ)
+    return alive

@@ -13,7 +13,7 @@ from pico.schemas.images import embedded_parameters, encode_images
 from pico.schemas.requests import GenerationRequest
 from pico.schemas.results import Generation
 from pico.server.body import parse_json, read_body
-from pico.server.connection import client_alive
+from pico.server.connection import liveness
 
 if TYPE_CHECKING:
     from pico.jobs import Job
@@ -24,7 +24,7 @@ def run_job(service: "Service", pipeline: PipelineInfo, request: GenerationReque
             origin: str = "pico") -> tuple["Job", Generation]:
     """Run a request through the job slots (batched with others when it can be) for the current HTTP request."""
     environ = bottle.request.environ
-    job, generation = service.jobs.run(pipeline.route, request, on_start=announce_job, alive=client_alive(environ),
+    job, generation = service.jobs.run(pipeline.route, request, on_start=announce_job, alive=liveness(environ),
                                        origin=origin)
     environ["pico.log"] = {"images": job.images, "seed": job.seeds[0]}
     return job, generation
@@ -35,7 +35,7 @@ def run_jobs(service: "Service", pipeline: PipelineInfo, requests: list[Generati
     """Run requests one after another in one job and one slot, for the current HTTP request."""
     environ = bottle.request.environ
     job, generations = service.jobs.run_many(pipeline.route, requests, on_start=announce_job,
-                                             alive=client_alive(environ), origin=origin)
+                                             alive=liveness(environ), origin=origin)
     environ["pico.log"] = {"images": job.images, "seed": job.seeds[0]}
     return job, generations
 

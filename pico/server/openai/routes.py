@@ -22,6 +22,7 @@ from pico.errors import InvalidRequest, MalformedRequest, PicoError
 from pico.schemas import fields
 from pico.schemas.images import MIME_TYPES, open_image, to_base64
 from pico.server.body import read_body
+from pico.server.connection import liveness
 from pico.server.errors import in_protocol_terms
 from pico.server.http import encoded_images, read_json_body, run_job, send_json
 from pico.server.openai.schemas import (
@@ -179,6 +180,7 @@ def _multipart(service: "Service", cls: type) -> tuple[dict[str, Any], dict[str,
     if not environ.get("CONTENT_TYPE", "").lower().startswith("multipart/form-data"):
         raise MalformedRequest("This route takes multipart/form-data (an image file and form fields)")
     data = read_body(environ, service.settings.max_body_mb * 1024 * 1024)
+    liveness(environ)  # while wsgi.input still leads to the client's socket
     environ["wsgi.input"], environ["CONTENT_LENGTH"] = io.BytesIO(data), str(len(data))
     try:
         form = bottle.request.POST

@@ -15,19 +15,23 @@ class PicoError(Exception):
     code = "INTERNAL_SERVER_ERROR"
     exit_code = 1
 
-    def __init__(self, message: str, *, field: str | None = None, hint: str | None = None):
+    def __init__(self, message: str, *, field: str | None = None, hint: str | None = None,
+                 detail: str | None = None):
         super().__init__(message)
         self.message = message
         self.field = field
         self.hint = hint
+        self.detail = detail  # what the library underneath said: for the log, and for clients only with --verbose
 
-    def to_dict(self) -> dict:
-        """The body of the error as both edges report it: Code, Message, and Field/Hint when known."""
+    def to_dict(self, verbose: bool = False) -> dict:
+        """The body of the error as both edges report it: Code, Message, Field/Hint when known, Detail if verbose."""
         body = {"Code": self.code, "Message": self.message}
         if self.field:
             body["Field"] = self.field
         if self.hint:
             body["Hint"] = self.hint
+        if verbose and self.detail:
+            body["Detail"] = self.detail
         return body
 
 
@@ -101,8 +105,9 @@ class ModelUnavailable(PicoError):
     code = "MODEL_UNAVAILABLE"
     exit_code = 3
 
-    def __init__(self, message: str, *, status: int = 404, field: str | None = "Model", hint: str | None = None):
-        super().__init__(message, field=field, hint=hint)
+    def __init__(self, message: str, *, status: int = 404, field: str | None = "Model", hint: str | None = None,
+                 detail: str | None = None):
+        super().__init__(message, field=field, hint=hint, detail=detail)
         self.status = status
 
 

@@ -2,8 +2,9 @@
 
 Switched on only by the ``faults`` setting (``PICO_FAULTS``), which production never sets.
 Spec: comma-separated ``oom:N`` (the next N generations run out of memory at their first
-step), ``error:N`` (the next N fail with an unexpected exception) and ``load:GLOB`` (models
-whose id matches fail to load as if corrupt).
+step), ``error:N`` (the next N fail with an unexpected exception), ``load:GLOB`` (models
+whose id matches fail to load as if corrupt) and ``loadoom:GLOB`` (models whose id matches run
+the device out of memory as they are moved onto it).
 """
 
 from __future__ import annotations
@@ -21,20 +22,23 @@ class Faults:
         self._lock = threading.Lock()
         self._counts = {"oom": 0, "error": 0}
         self._load_patterns: list[str] = []
+        self._place_patterns: list[str] = []
         for part in filter(None, (p.strip() for p in spec.split(","))):
             kind, _, arg = part.partition(":")
             if kind in self._counts and arg.isdigit():
                 self._counts[kind] += int(arg)
             elif kind == "load" and arg:
                 self._load_patterns.append(arg)
+            elif kind == "loadoom" and arg:
+                self._place_patterns.append(arg)
             else:
-                raise InvalidRequest(f"PICO_FAULTS has an unknown fault {part!r}; use oom:N, error:N or load:GLOB",
+                raise InvalidRequest(f"PICO_FAULTS has an unknown fault {part!r}; use oom:N, error:N, load:GLOB or loadoom:GLOB",
                                      field="PICO_FAULTS")
 
     @property
     def active(self) -> bool:
         """True when any fault is still to come."""
-        return bool(self._load_patterns) or any(self._counts.values())
+        return bool(self._load_patterns or self._place_patterns) or any(self._counts.values())
 
     def _take(self, kind: str) -> bool:
         with self._lock:
@@ -56,3 +60,10 @@ class Faults:
         """Called before a model loads: fail it if its id matches a load fault."""
         if any(fnmatch.fnmatchcase(model_id, p) for p in self._load_patterns):
             raise OSError(f"injected fault: {model_id} has a corrupt safetensors file")
+
+    def at_place(self, model_id: str) -> None:
+        """Called as a read model goes onto the device: run out of memory if its id matches a loadoom fault."""
+        import torch
+
+        if any(fnmatch.fnmatchcase(model_id, p) for p in self._place_patterns):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB (injected fault)")

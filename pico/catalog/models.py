@@ -23,6 +23,9 @@ ALIASES = {
     "runwayml/stable-diffusion-inpainting": "stable-diffusion-v1-5/stable-diffusion-inpainting",
 }
 
+# Ids that name a VAE, not a pipeline: refused as a request's Model before any load.
+NOT_PIPELINES = frozenset({*VAE_MODELS.values(), SDXL_FP16_VAE})
+
 # Hub revisions the original pinned.
 REVISIONS = {VARIATION_MODEL: "v2.0"}
 

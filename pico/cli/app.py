@@ -38,6 +38,8 @@ def report_error(exc: PicoError) -> None:
     err_console.print(f"[bold red]error:[/] {exc.message}", highlight=False)
     if exc.hint:
         err_console.print(f"[dim]hint:[/] {exc.hint}", highlight=False)
+    if exc.detail:  # the shell's user runs the machine: what the library said is theirs to see
+        err_console.print(f"[dim]detail:[/] {exc.detail}", highlight=False, markup=False)
 
 
 app = typer.Typer(

@@ -167,8 +167,9 @@ class WarmPipelines:
             try:
                 pipe = runner.derive(self.base, **({"vae": vae} if vae is not None else {}))
             except ValueError as exc:  # Diffusers has no pipeline of this task for this model class
-                raise InvalidRequest(f"{runner.name} cannot run a {type(self.base).__name__}: {exc}",
-                                     field="Model") from exc
+                raise InvalidRequest(f"{runner.name} cannot run this model (a {type(self.base).__name__})",
+                                     field="Model", hint="Pick a model of a kind this pipeline runs.",
+                                     detail=str(exc)) from exc
             pipe.set_progress_bar_config(disable=True)
         pipe.scheduler = copy.deepcopy(prototype)
         try:
@@ -249,10 +250,12 @@ def settle_python_heap() -> None:
 
     A loaded pipeline is half a million Python objects; a full collection walks them all and
     holds the GIL for a quarter of a second, stalling every request thread. Frozen objects are
-    skipped. Unfreezing, collecting and refreezing (as free_device_memory does) frees what died.
+    skipped. Garbage is collected first; unfreezing, collecting and refreezing (as free_device_memory
+    does) frees what died since.
     """
     import gc
 
+    gc.collect()  # what other requests left behind must not be frozen with the model: it would never be freed
     gc.freeze()
 
 
@@ -382,9 +385,12 @@ class Runner:
         except Exception as exc:
             if is_out_of_memory(exc):
                 free_device_memory(ctx.device)
-                raise OutOfMemory(f"The {ctx.device.type} device ran out of memory: {exc}", hint=OOM_HINT) from exc
+                raise OutOfMemory(f"The {ctx.device.type} device ran out of memory", hint=OOM_HINT,
+                                  detail=str(exc)) from exc
             if isinstance(exc, ValueError):
-                raise InvalidRequest(f"{self.name} cannot run this request: {exc}") from exc
+                raise InvalidRequest(f"{self.name} cannot run this combination of fields",
+                                     hint="The server log (or --verbose) has what the pipeline said.",
+                                     detail=str(exc)) from exc
             raise
         elapsed = time.perf_counter() - started
         interrupted = [f"Interrupted after {stopped[0]} of {steps} steps: the images are not fully denoised."

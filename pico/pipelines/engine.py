@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from pico.config import Settings
-from pico.errors import InvalidRequest
+from pico.errors import InvalidRequest, OutOfMemory
 from pico.faults import Faults
 from pico.pipelines.base import (
     AttentionGate,
@@ -22,6 +22,7 @@ from pico.pipelines.base import (
     WarmPipelines,
     configure_attention,
     free_device_memory,
+    is_out_of_memory,
     is_sdxl,
     keep_vae_in_float32,
     pick_device,
@@ -40,6 +41,9 @@ from pico.schemas.requests import GenerationRequest
 from pico.schemas.results import Generation, StepCallback
 
 log = logging.getLogger("pico")
+
+LOAD_OOM_HINT = ("Load fewer models at once (--max-models), free the GPU of other processes, or start with "
+                 "--offload model.")
 
 
 @dataclass(frozen=True)
@@ -71,7 +75,8 @@ class Engine:
         self.device = pick_device(settings.device)
         self.resolver = ModelResolver.for_settings(settings)
         self.faults = Faults(settings.faults)
-        self.cache = ModelCache(self._load, settings.max_models, release=self._release)
+        self.cache = ModelCache(self._read, settings.max_models, release=self._release, place=self._install,
+                                discard=self._discard)
         self._vaes: dict[tuple[str, Any], Any] = {}
         self._vae_lock = threading.Lock()
         self.xformers = settings.xformers and _xformers_usable(self.device)
@@ -173,11 +178,23 @@ class Engine:
                 pass  # loaded, but not a text-to-image model: nothing to warm beyond the load
             log.info("warmed up %s in %.1f s", model, time.perf_counter() - started)
 
-    def _load(self, key: ModelKey) -> LoadedModel:
-        settings = self.settings
-        pipe = load_pipeline(self.resolver.resolve(key.model_id), key.dtype, offline=_hub_offline(),
+    def _read(self, key: ModelKey) -> Any:
+        """Read a model's weights into host memory (the cache evicts for it only once this worked)."""
+        return load_pipeline(self.resolver.resolve(key.model_id), key.dtype, offline=_hub_offline(),
                              fault=self.faults.at_load if self.faults.active else None)
-        self._place(pipe)
+
+    def _install(self, key: ModelKey, pipe: Any) -> LoadedModel:
+        """Put a read model on the device with this engine's options; out of memory becomes OutOfMemory."""
+        settings = self.settings
+        try:
+            if self.faults.active:
+                self.faults.at_place(key.model_id)
+            self._place(pipe)
+        except Exception as exc:
+            if is_out_of_memory(exc):
+                raise OutOfMemory(f"The {self.device.type} device ran out of memory loading a model",
+                                  hint=LOAD_OOM_HINT) from exc
+            raise
         # Not on MPS, where Diffusers casts the VAE to the latents' dtype in place before decoding.
         if is_sdxl(pipe) and not settings.sdxl_vae and self.device.type == "cuda":
             keep_vae_in_float32(pipe.vae)  # with --sdxl-vae its own VAE goes unused
@@ -197,6 +214,11 @@ class Engine:
             pipe.enable_sequential_cpu_offload(device=self.device)
         else:
             pipe.to(self.device)
+
+    def _discard(self, pipe: Any) -> None:
+        """Free what a model that failed to go on the device took there."""
+        del pipe
+        free_device_memory(self.device)
 
     def _release(self, model: LoadedModel) -> None:
         model.pipeline = model.gate = model.warm = None  # the gate and the warm pipelines hold the weights too

@@ -52,7 +52,11 @@ def load_vae(source: ModelSource, dtype: Any, offline: bool) -> Any:
 
 @contextmanager
 def _load_errors(source: ModelSource, offline: bool) -> Iterator[None]:
-    """Turn the many ways a load fails into ModelUnavailable: 404 when it does not exist, else 502."""
+    """Turn the many ways a load fails into ModelUnavailable: 404 when it does not exist, else 502.
+
+    Messages speak of the model as the client named it; what the libraries said (which may name
+    server paths) goes to the log and, with --verbose, to the error's Detail.
+    """
     from huggingface_hub.errors import (
         EntryNotFoundError,
         GatedRepoError,
@@ -67,33 +71,45 @@ def _load_errors(source: ModelSource, offline: bool) -> Iterator[None]:
             warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks.*")
             yield
     except (RepositoryNotFoundError, RevisionNotFoundError, GatedRepoError) as exc:
-        raise ModelUnavailable(f"Model {source.model_id} was not found on {where}: {_first_line(exc)}") from exc
+        raise _unavailable(source, exc, f"Model {source.model_id} was not found on {where}",
+                           hint="Check the model id, or put the model in the models directory as org/name.")
     except LocalEntryNotFoundError as exc:
         hint = ("The hub is offline (HF_HUB_OFFLINE); put the model in the models directory as "
                 f"{source.model_id}/." if offline else "Check the network, or put the model in the models directory.")
-        raise ModelUnavailable(
-            f"Model {source.model_id} is not in the models directory or the hub cache, and the hub could not be "
-            "reached", status=404 if offline else 502, hint=hint,
-        ) from exc
+        raise _unavailable(source, exc, f"Model {source.model_id} is not in the models directory or the hub cache, "
+                           "and the hub could not be reached", status=404 if offline else 502, hint=hint)
     except EntryNotFoundError as exc:
-        raise ModelUnavailable(
-            f"Model {source.model_id} has no safetensors weights in {where}", status=502,
-            hint="PICO loads only safetensors weights (never pickles).",
-        ) from exc
+        raise _unavailable(source, exc, f"Model {source.model_id} has no safetensors weights in {where}", status=502,
+                           hint="PICO loads only safetensors weights (never pickles).")
     except OSError as exc:
         if not source.local and (offline or _says_missing(exc)):
-            raise ModelUnavailable(
-                f"Model {source.model_id} is not in the models directory"
-                + (" and the hub is offline (HF_HUB_OFFLINE)" if offline else f" or on the hub: {_first_line(exc)}"),
-                hint=f"Put the model in the models directory as {source.model_id}/ (org/name).",
-            ) from exc
-        raise ModelUnavailable(
-            f"Model {source.model_id} could not be loaded from {where}: {_first_line(exc)}", status=502,
-        ) from exc
+            raise _unavailable(source, exc, f"Model {source.model_id} is not in the models directory"
+                               + (" and the hub is offline (HF_HUB_OFFLINE)" if offline else " or on the hub"),
+                               hint=f"Put the model in the models directory as {source.model_id}/ (org/name).")
+        raise _unavailable(source, exc, f"Model {source.model_id} could not be loaded from {where}: its files are "
+                           "missing, incomplete or unreadable", status=502,
+                           hint="Check the model's files (the server log names the one at fault).")
     except (ValueError, KeyError, json.JSONDecodeError, RuntimeError) as exc:
-        raise ModelUnavailable(
-            f"Model {source.model_id} could not be loaded from {where}: {_first_line(exc)}", status=502,
-        ) from exc
+        if is_out_of_memory_error(exc):
+            raise
+        raise _unavailable(source, exc, f"Model {source.model_id} could not be loaded from {where}: its "
+                           "configuration or weights do not fit together", status=502,
+                           hint="Check that the model is a complete Diffusers pipeline (the server log says more).")
+
+
+def _unavailable(source: ModelSource, exc: BaseException, message: str, status: int = 404,
+                 hint: str | None = None) -> ModelUnavailable:
+    """A ModelUnavailable in the client's terms; the library's own words go to the log and to Detail."""
+    detail = _first_line(exc)
+    log.warning("loading %s from %s failed: %s: %s", source.model_id, source.location, type(exc).__name__, detail)
+    error = ModelUnavailable(message, status=status, hint=hint, detail=f"{type(exc).__name__}: {detail}")
+    error.__cause__ = exc
+    return error
+
+
+def is_out_of_memory_error(exc: BaseException) -> bool:
+    """True for a device out-of-memory error (torch's, or the RuntimeError older builds raise)."""
+    return type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower()
 
 
 def _says_missing(exc: BaseException) -> bool:
@@ -119,12 +135,23 @@ class CacheEntry:
 
 
 class ModelCache:
-    """A bounded LRU of loaded models; a model in use is never evicted, and each loads once."""
+    """A bounded LRU of loaded models; a model in use is never evicted, and each loads once.
+
+    A model loads in two steps: ``load(key)`` reads it (from disk, into host memory: where most
+    failures happen), then ``place(key, value)`` moves it to the device. Least recently used idle
+    models are evicted between the two, only once the read succeeded, so a model that fails to
+    load never costs a warm one its place; loads in progress count against ``max_models``, so
+    concurrent loads cannot overshoot it. ``discard(value)`` frees what a failed ``place`` took.
+    """
 
     def __init__(self, load: Callable[[Hashable], Any], max_models: int,
-                 release: Callable[[Any], None] = lambda _value: None):
+                 release: Callable[[Any], None] = lambda _value: None,
+                 place: Callable[[Hashable, Any], Any] = lambda _key, value: value,
+                 discard: Callable[[Any], None] = lambda _value: None):
         self._load = load
+        self._place = place
         self._release = release
+        self._discard = discard
         self.max_models = max_models
         self._entries: OrderedDict[Hashable, CacheEntry] = OrderedDict()
         self._lock = threading.Lock()
@@ -163,7 +190,8 @@ class ModelCache:
             idle = [k for k, e in self._entries.items() if e.users == 0 and e.ready.is_set()]
             dropped = [self._entries.pop(k) for k in idle]
         for entry in dropped:
-            self._release(entry.value)
+            if entry.error is None:
+                self._release(entry.value)
 
     def _claim(self, key: Hashable) -> tuple[CacheEntry, bool]:
         with self._lock:
@@ -177,13 +205,18 @@ class ModelCache:
 
     def _fill(self, entry: CacheEntry) -> None:
         started = time.perf_counter()
+        value = placed = None
         try:
-            self._evict(room_for_one=True)
-            entry.value = self._load(entry.key)
+            value = self._load(entry.key)
+            self._evict()  # the read worked: make room for it (loads in progress counted)
+            placed = self._place(entry.key, value)
+            entry.value = placed
         except BaseException as exc:
             entry.error = exc
             with self._lock:
                 self._entries.pop(entry.key, None)
+            if value is not None:
+                self._discard(value)
             raise
         finally:
             entry.load_seconds = time.perf_counter() - started
@@ -191,17 +224,15 @@ class ModelCache:
         self.loads += 1
         log.info("loaded %s in %.1f s", entry.key, entry.load_seconds)
 
-    def _evict(self, room_for_one: bool = False) -> None:
-        """Release least recently used idle models beyond the bound."""
-        limit = self.max_models - (1 if room_for_one else 0)
+    def _evict(self) -> None:
+        """Release least recently used idle models while loaded and loading ones are over the bound."""
         dropped = []
         with self._lock:
-            loaded = [e for e in self._entries.values() if e.ready.is_set() and e.error is None]
-            excess = len(loaded) - limit
-            for entry in loaded:
+            excess = sum(1 for e in self._entries.values() if e.error is None) - self.max_models
+            for entry in list(self._entries.values()):
                 if excess <= 0:
                     break
-                if entry.users == 0:
+                if entry.users == 0 and entry.ready.is_set() and entry.error is None:
                     del self._entries[entry.key]
                     dropped.append(entry)
                     excess -= 1

@@ -16,7 +16,16 @@ from dataclasses_json import config as json_config
 from PIL import Image
 
 from pico.errors import InvalidRequest
-from pico.catalog.models import SD1_INPAINT_MODEL, SD1_MODEL, SD2_MODEL, SDXL_MODEL, VARIATION_MODEL
+from pico.catalog.models import (
+    NOT_PIPELINES,
+    SD1_INPAINT_MODEL,
+    SD1_MODEL,
+    SD2_MODEL,
+    SDXL_MODEL,
+    VAE_MODELS,
+    VARIATION_MODEL,
+    canonical,
+)
 from pico.catalog.samplers import SCHEDULER_NAMES
 from pico.schemas import fields
 from pico.schemas.fields import internal, option
@@ -98,6 +107,15 @@ class GenerationRequest(DataClassJsonMixin):
             raise InvalidRequest(
                 f"Model must be a model id of the form org/name, got {self.model!r}", field="Model",
                 hint="Local paths are not accepted: put the model in the models directory and use its org/name.",
+            )
+        if canonical(self.model) in NOT_PIPELINES:
+            default = type(self).__dataclass_fields__["model"].default
+            raise InvalidRequest(
+                f"Model {self.model} is a VAE, not a pipeline: it cannot draw on its own", field="Model",
+                hint=f"Leave Model out (this route's default is {default}) and set VaeType to 'ema' or 'mse' "
+                     "to use the SD 1/2 VAEs." if self.model in VAE_MODELS.values() else
+                     f"Leave Model out (this route's default is {default}); start the server with --sdxl-vae "
+                     f"{self.model} to decode SDXL with it.",
             )
         if (self.width is None) != (self.height is None):
             missing = "Height" if self.height is None else "Width"

@@ -53,8 +53,8 @@ def style_for(path: str) -> str:
     return "pico"
 
 
-def render(error: PicoError, style: str) -> tuple[int, dict[str, str], dict]:
-    """(status, headers, body) of ``error`` in a protocol's shape."""
+def render(error: PicoError, style: str, verbose: bool = False) -> tuple[int, dict[str, str], dict]:
+    """(status, headers, body) of ``error`` in a protocol's shape; ``verbose`` adds the library's own words."""
     headers = {}
     status = error.status
     if isinstance(error, Busy):
@@ -67,21 +67,25 @@ def render(error: PicoError, style: str) -> tuple[int, dict[str, str], dict]:
         if status < 500 and status not in (408, 409, 429) or isinstance(error, OutOfMemory):
             headers["x-should-retry"] = "false"  # retrying cannot fix it
         body = {"error": {
-            "message": error.message + (f" ({error.hint})" if error.hint else ""),
+            "message": error.message + (f" ({error.hint})" if error.hint else "")
+            + (f" [{error.detail}]" if verbose and error.detail else ""),
             "type": "invalid_request_error" if status < 500 else "server_error",
             "param": error.field,
             "code": error.code.lower(),
         }}
     elif style == "a1111":
-        body = {"error": error.code, "detail": error.message, "body": "", "errors": error.hint or ""}
+        body = {"error": error.code, "detail": error.message, "body": error.detail if verbose and error.detail else "",
+                "errors": error.hint or ""}
     else:
-        body = {"Error": error.to_dict()}
+        body = {"Error": error.to_dict(verbose)}
     return status, headers, body
 
 
-def apply_error(error: PicoError) -> str:
+def apply_error(error: PicoError, verbose: bool = False) -> str:
     """Set status and headers on the current response for ``error``; return its JSON body."""
-    status, headers, body = render(error, style_for(bottle.request.path))
+    if error.detail:
+        log.info("%s: %s (%s)", error.code, error.message, error.detail)
+    status, headers, body = render(error, style_for(bottle.request.path), verbose)
     bottle.response.status = status
     bottle.response.content_type = "application/json"
     for name, value in headers.items():
@@ -120,9 +124,9 @@ class ErrorPlugin:
             except bottle.HTTPResponse:
                 raise
             except PicoError as exc:
-                return apply_error(exc)
+                return apply_error(exc, self.verbose)
             except Exception as exc:  # noqa: BLE001 - the server must answer, whatever happened
-                return apply_error(unexpected(exc, self.verbose))
+                return apply_error(unexpected(exc, self.verbose), self.verbose)
 
         return wrapper
 
@@ -147,7 +151,7 @@ def install_error_pages(app: bottle.Bottle, verbose: bool) -> None:
         else:
             error = PicoError(str(http_error.body or "error"))
             error.status = status
-        return apply_error(error)
+        return apply_error(error, verbose)
 
     for status in (400, 404, 405, 413, 500):
         app.error_handler[status] = handler

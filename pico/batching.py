@@ -135,10 +135,14 @@ class Batcher:
                 batch.started = True
                 members = [(job, request) for job, request in batch.members if not job.gone()]
             if members:
-                for job, _ in members:
+                offset = 0
+                for job, request in members:
+                    job.image_offset, job.image_count = offset, request.total
+                    offset += request.total
                     self._start(job, len(members))
                 generations = self._generate_batch([request for _, request in members],
-                                                   on_step=lambda done, total: _step_all(members, done, total))
+                                                   on_step=lambda done, total: _step_all(members, done, total),
+                                                   on_preview=lambda done, render: _preview_all(members, done, render))
                 for (job, _), generation in zip(members, generations):
                     if not job.cancelled:
                         batch.results[job.id] = generation
@@ -171,3 +175,16 @@ def _step_all(members: list[tuple["Job", GenerationRequest]], done: int, total: 
     if all(job.cancelled for job, _ in members):
         raise Cancelled("Every request of the batch was cancelled")
     return False
+
+
+def _preview_all(members: list[tuple["Job", GenerationRequest]], done: int, render: Callable[[], list]) -> None:
+    """Offer every member its slice of the call's previews, rendering them at most once."""
+    rendered: list[list] = []
+
+    def once() -> list:
+        if not rendered:
+            rendered.append(render())
+        return rendered[0]
+
+    for job, _ in members:
+        job.on_preview(done, once)

@@ -14,7 +14,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from pico.batching import Batcher
 from pico.errors import Cancelled, NotFound
@@ -63,6 +63,10 @@ class Job:
     _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
     _alive: Callable[[], bool] = field(default=lambda: True, repr=False)
     wakeup: threading.Event = field(default_factory=threading.Event, repr=False)  # set on cancel
+    image_offset: int = 0  # where this job's images start among its pipeline call's (dynamic batching)
+    image_count: int = 1  # how many of the call's images are this job's
+    preview_every: int = 0  # render a preview every N steps (0: never); set by whoever watches the job
+    preview: tuple[int, list[Any]] | None = field(default=None, repr=False)  # the latest (step, PIL images)
 
     def on_step(self, done: int, total: int) -> bool:
         """Record progress; abort here if cancelled (or the client left); True to end denoising now (interrupt)."""
@@ -76,6 +80,12 @@ class Job:
             self._cancel.set()
             raise Cancelled(f"Job {self.id} stopped at step {done} of {total}: its client disconnected")
         return self.interrupted
+
+    def on_preview(self, done: int, render: Callable[[], list[Any]]) -> None:
+        """Keep a preview of this job's images at step ``done`` when one is wanted then (render costs a little)."""
+        every = self.preview_every
+        if every > 0 and (done % every == 0 or done == self.steps):
+            self.preview = (done, render()[self.image_offset:self.image_offset + self.image_count])
 
     @property
     def interrupted(self) -> bool:
@@ -197,8 +207,8 @@ class Jobs:
             for part, request in enumerate(requests):
                 if job.stopping and generations:
                     break
-                job.part = part
-                (generation,) = self._generate_batch([request], on_step=job.on_step)
+                job.part, job.image_count = part, request.total
+                (generation,) = self._generate_batch([request], on_step=job.on_step, on_preview=job.on_preview)
                 generations.append(generation)
         except BaseException as exc:
             self.settle(job, exc)

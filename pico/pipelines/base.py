@@ -21,7 +21,7 @@ from pico.catalog.pipelines import PipelineInfo
 from pico.errors import Cancelled, InvalidRequest, OutOfMemory
 from pico.pipelines.schedulers import build_scheduler, scheduler_name
 from pico.schemas.requests import GenerationRequest, pick_seeds
-from pico.schemas.results import Generation, StepCallback
+from pico.schemas.results import Generation, PreviewCallback, StepCallback
 
 if TYPE_CHECKING:
     import torch
@@ -41,7 +41,9 @@ class CallContext:
     dtype: "torch.dtype"
     warnings: list[str] = field(default_factory=list)
     on_step: StepCallback | None = None
+    on_preview: PreviewCallback | None = None
     fault: Callable[[], None] | None = None  # fault-injection seam, called at each step
+    size: tuple[int, int] | None = None  # the images' (width, height), where latents do not say it (FLUX)
 
 
 def quiet_libraries() -> None:
@@ -378,6 +380,7 @@ class Runner:
         seed_noise_sampler(pipe.scheduler, every_seed)
         if first.width is not None:
             arguments.update(width=first.width, height=first.height)
+            ctx.size = (first.width, first.height)
         try:
             images = list(pipe(**arguments).images)
         except Cancelled:
@@ -430,11 +433,13 @@ def steps_done(scheduler: Any, index: int) -> tuple[int, int]:
     """(steps done, steps in all) after loop iteration ``index``, in the steps a request asked for.
 
     Second-order samplers (Heun, DPM2, DPM++ SDE) run two model evaluations per step and list
-    each step's timestep twice (all but the first), so Diffusers' loop counts 2n-1 iterations.
+    each step's timestep twice (all but the first), so Diffusers' loop counts 2n-1 iterations;
+    PNDM (PLMS) evaluates its first step twice, n+1 iterations.
     """
     order = max(1, int(getattr(scheduler, "order", 1) or 1))
     iterations = len(scheduler.timesteps)
-    return -(-(index + 1) // order), -(-iterations // order)
+    extra = 1 if type(scheduler).__name__ == "PNDMScheduler" and iterations > 1 else 0
+    return -(-max(1, index + 1 - extra) // order), -(-(iterations - extra) // order)
 
 
 def _step_callback(pipe: Any, ctx: CallContext, stopped: list[int]) -> dict[str, Any]:
@@ -443,33 +448,36 @@ def _step_callback(pipe: Any, ctx: CallContext, stopped: list[int]) -> dict[str,
     ``on_step`` sees each step once (in the request's steps); an interrupt (on_step returning
     True) ends denoising early, and the step it ended at goes into ``stopped``.
     """
-    if ctx.on_step is None and ctx.fault is None:
+    if ctx.on_step is None and ctx.fault is None and ctx.on_preview is None:
         return {}
     reported = [0]
 
-    def step_done(index: int) -> bool:
+    def step_done(index: int, latents: Any) -> bool:
         if ctx.fault is not None:
             ctx.fault()
         done, total = steps_done(pipe.scheduler, index)
-        if ctx.on_step is None or done == reported[0]:
+        if done == reported[0]:
             return False
         reported[0] = done
-        if ctx.on_step(done, total):
-            if not stopped:
-                stopped.append(done)
-            return True
-        return False
+        stop = bool(ctx.on_step(done, total)) if ctx.on_step is not None else False
+        if ctx.on_preview is not None and latents is not None:
+            from pico.pipelines.previews import latents_to_images
+
+            ctx.on_preview(done, lambda: latents_to_images(pipe, latents, ctx.size))
+        if stop and not stopped:
+            stopped.append(done)
+        return stop
 
     if "callback_on_step_end" in inspect.signature(pipe.__call__).parameters:
         def on_step_end(_pipe: Any, index: int, _timestep: Any, tensors: dict) -> dict:
-            if step_done(index):
+            if step_done(index, tensors.get("latents")):
                 _pipe._interrupt = True  # Diffusers skips the remaining steps, then decodes
             return tensors
 
         return {"callback_on_step_end": on_step_end}
 
-    def legacy(index: int, _timestep: Any, _latents: Any) -> None:
-        if step_done(index):  # this older pipeline cannot stop early and keep its images
+    def legacy(index: int, _timestep: Any, latents: Any) -> None:
+        if step_done(index, latents):  # this older pipeline cannot stop early and keep its images
             raise Cancelled("The generation was interrupted")
 
     return {"callback": legacy, "callback_steps": 1}

@@ -38,7 +38,7 @@ from pico.pipelines.registry import runner_for
 from pico.pipelines.speedups import CUDA_GRAPH_MODES, speed_up
 from pico.pipelines.threads import GenerationThreads
 from pico.schemas.requests import GenerationRequest
-from pico.schemas.results import Generation, StepCallback
+from pico.schemas.results import Generation, PreviewCallback, StepCallback
 
 log = logging.getLogger("pico")
 
@@ -86,19 +86,20 @@ class Engine:
         if settings.offload != "none" and self.device.type == "cpu":
             log.warning("--offload %s has no effect on the CPU; ignoring it", settings.offload)
 
-    def generate(self, request: GenerationRequest, on_step: StepCallback | None = None) -> Generation:
-        """Generate the images of a validated request; ``on_step`` sees each denoising step."""
-        return self.generate_batch([request], on_step)[0]
+    def generate(self, request: GenerationRequest, on_step: StepCallback | None = None,
+                 on_preview: PreviewCallback | None = None) -> Generation:
+        """Generate the images of a validated request; ``on_step`` sees each denoising step, ``on_preview`` too."""
+        return self.generate_batch([request], on_step, on_preview)[0]
 
-    def generate_batch(self, requests: list[GenerationRequest],
-                       on_step: StepCallback | None = None) -> list[Generation]:
+    def generate_batch(self, requests: list[GenerationRequest], on_step: StepCallback | None = None,
+                       on_preview: PreviewCallback | None = None) -> list[Generation]:
         """Generate several requests that share a batch key in one pipeline call; one Generation each."""
         if self.threads is not None:
-            return self.threads.call(lambda step: self._generate_batch(requests, step), on_step)
-        return self._generate_batch(requests, on_step)
+            return self.threads.call(lambda step: self._generate_batch(requests, step, on_preview), on_step)
+        return self._generate_batch(requests, on_step, on_preview)
 
-    def _generate_batch(self, requests: list[GenerationRequest],
-                        on_step: StepCallback | None) -> list[Generation]:
+    def _generate_batch(self, requests: list[GenerationRequest], on_step: StepCallback | None,
+                        on_preview: PreviewCallback | None) -> list[Generation]:
         first = requests[0]
         runner = runner_for(first)
         dtype, precision_note = pick_dtype(first.precision, self.device)
@@ -116,6 +117,7 @@ class Engine:
                     dtype=dtype,
                     warnings=[precision_note] if precision_note else [],
                     on_step=on_step,
+                    on_preview=on_preview,
                     fault=self.faults.at_step if self.faults.active else None,
                 )
                 return runner.run(ctx, requests)

@@ -15,6 +15,11 @@ Returning True ends denoising early and keeps the images as they are (A1111's in
 raising aborts the generation (a cancel).
 """
 
+PreviewCallback = Callable[[int, Callable[[], "list[Image.Image]"]], None]
+"""Called after each denoising step with (steps done, render): ``render()`` makes small previews of the
+images as they are now, one per image of the call; it costs a little, so call it only when a preview is wanted.
+"""
+
 
 @dataclass
 class Generation:

@@ -176,7 +176,7 @@ def test_an_empty_negative_phrase_is_not_a_missing_one_on_sdxl(engine):
     assert not np.array_equal(pixels(empty.images)[0], pixels(missing.images)[0])
 
 
-@pytest.mark.parametrize("scheduler", ["Heun", "DPM2", "DPM++ SDE", "Euler"])
+@pytest.mark.parametrize("scheduler", ["Heun", "DPM2", "DPM++ SDE", "Euler", "PNDM", "DPM2 a"])
 def test_progress_counts_the_steps_asked_for_on_every_sampler(engine, scheduler):
     seen = []
     engine.generate(request(StableDiffusionRequest, Phrase="cat", Seed=1, Steps=4, Scheduler=scheduler),
@@ -189,3 +189,16 @@ def test_every_sampler_is_reproducible(engine):
         first = engine.generate(request(StableDiffusionRequest, Phrase="cat", Seed=8, Steps=1, Scheduler=name))
         again = engine.generate(request(StableDiffusionRequest, Phrase="cat", Seed=8, Steps=1, Scheduler=name))
         np.testing.assert_array_equal(pixels(first.images)[0], pixels(again.images)[0], err_msg=name)
+
+
+@pytest.mark.parametrize("cls", [StableDiffusionRequest, StableDiffusionXlRequest])
+def test_previews_are_small_images_of_each_image_as_it_forms(engine, cls):
+    previews = []
+    plain = engine.generate(request(cls, Phrase="cat", Seed=4, Total=2, Steps=3))
+    watched = engine.generate(request(cls, Phrase="cat", Seed=4, Total=2, Steps=3),
+                              on_preview=lambda done, render: previews.append((done, render())))
+    assert [done for done, _ in previews] == [1, 2, 3]
+    assert all(len(images) == 2 and images[0].size == (8, 8) and images[0].mode == "RGB" for _, images in previews)
+    assert not np.array_equal(np.asarray(previews[0][1][0]), np.asarray(previews[-1][1][0]))
+    for a, b in zip(pixels(plain.images), pixels(watched.images)):  # watching changes nothing
+        np.testing.assert_array_equal(a, b)

@@ -33,7 +33,7 @@ class Held:
         self.release_event = threading.Event()
         self.after: list = []  # functions run when a call ends, before it returns
 
-    def __call__(self, requests, on_step=None):
+    def __call__(self, requests, on_step=None, on_preview=None):
         self.calls.append([r.name for r in requests])
         if on_step is not None:
             on_step(1, 2)

@@ -27,7 +27,7 @@ class Request:
 
 
 def fake_generate(calls: list, step_seconds: float = 0.01):
-    def generate_batch(requests, on_step=None):
+    def generate_batch(requests, on_step=None, on_preview=None):
         calls.append([r.name for r in requests])
         for step in range(1, STEPS + 1):
             time.sleep(step_seconds)

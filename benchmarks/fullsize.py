@@ -146,7 +146,7 @@ def write_full_size_models(root: Path, device: str = "cuda", only: list[str] | N
     """
     import torch
 
-    from pico.pipelines.base import quiet_libraries
+    from pico.pipelines.device import quiet_libraries
 
     quiet_libraries()
     # Diffusers imports lazily; import here, not inside the device context below.
@@ -184,7 +184,7 @@ def check(scratch: Path) -> None:
     import torch
     from PIL import Image
 
-    from pico.pipelines.base import quiet_libraries
+    from pico.pipelines.device import quiet_libraries
 
     quiet_libraries()
     tokenizer = _tokenizer(scratch)

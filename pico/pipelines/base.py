@@ -9,7 +9,6 @@ to that pipeline (:meth:`Runner.inputs`), and what it adds to each image's metad
 from __future__ import annotations
 
 import copy
-import inspect
 import logging
 import threading
 import time
@@ -19,7 +18,15 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator
 
 from pico.catalog.pipelines import PipelineInfo
 from pico.errors import Cancelled, InvalidRequest, OutOfMemory
+from pico.pipelines.device import (
+    free_device_memory,
+    is_out_of_memory,
+    is_sdxl,
+    precision_name,
+)
+from pico.pipelines.prompt_embeds import diffusers_clip_skip, weighted_phrases
 from pico.pipelines.schedulers import build_scheduler, scheduler_name
+from pico.pipelines.steps import seed_noise_sampler, step_callback
 from pico.schemas.requests import GenerationRequest, pick_seeds
 from pico.schemas.results import Generation, PreviewCallback, StepCallback
 
@@ -46,99 +53,11 @@ class CallContext:
     size: tuple[int, int] | None = None  # the images' (width, height), where latents do not say it (FLUX)
 
 
-def quiet_libraries() -> None:
-    """Keep Diffusers/Transformers progress bars and advice out of PICO's output."""
-    import transformers  # first: importing diffusers makes transformers warn
-
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    import diffusers
-    from huggingface_hub.utils import disable_progress_bars
-
-    diffusers.utils.logging.set_verbosity_error()
-    diffusers.utils.logging.disable_progress_bar()
-    disable_progress_bars()
-
-
-def pick_device(setting: str) -> "torch.device":
-    """The device for ``setting``: auto prefers CUDA, then MPS, then the CPU."""
-    import torch
-
-    if setting != "auto":
-        return torch.device(setting)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def pick_dtype(precision: str, device: "torch.device") -> tuple["torch.dtype", str | None]:
-    """(dtype, warning) for a Precision: half is float16 except on the CPU, where it runs float32 and says so."""
-    import torch
-
-    if precision == "full":
-        return torch.float32, None
-    if device.type == "cpu":
-        return torch.float32, "Precision 'half' is not available on the CPU; ran in float32 (Precision 'full')."
-    return torch.float16, None
-
-
-def precision_name(dtype: "torch.dtype") -> str:
-    """The Precision value for a dtype."""
-    import torch
-
-    return "half" if dtype == torch.float16 else "full"
-
-
-def is_sdxl(pipe: Any) -> bool:
-    """True for SDXL pipelines (two text encoders)."""
-    return getattr(pipe, "text_encoder_2", None) is not None
-
-
-def keep_vae_in_float32(vae: Any) -> None:
-    """Cast a half-precision VAE that SDXL pipelines upcast on every call to float32, for good.
-
-    SDXL's own VAE overflows in float16, so Diffusers casts it to float32 around every encode
-    and decode and back afterwards, in place. Concurrent calls share that module: one call's
-    cast back broke another's decode. Cast once instead, and let the VAE's parts cast their
-    half-precision inputs up: the same arithmetic, for 160 MB more memory.
-    """
-    import torch
-
-    if vae.dtype != torch.float16 or not vae.config.get("force_upcast", False):
-        return
-    vae.to(dtype=torch.float32)
-    vae.register_to_config(force_upcast=False)
-    for part in (vae.encoder, vae.quant_conv, vae.post_quant_conv, vae.decoder):
-        if part is not None:
-            part.register_forward_pre_hook(_inputs_to_float32)
-
-
-def _inputs_to_float32(_module: Any, args: tuple) -> tuple:
-    return tuple(arg.float() if getattr(arg, "is_floating_point", lambda: False)() else arg for arg in args)
-
-
 def generators(seeds: list[int]) -> list["torch.Generator"]:
     """CPU generators, one per image, so an image depends on its seed alone, whatever the device."""
     import torch
 
     return [torch.Generator("cpu").manual_seed(s) for s in seeds]
-
-
-def configure_attention(pipe: Any, slicing: bool, xformers: bool, fused: bool = False) -> None:
-    """Set attention on the shared modules: sliced, xformers, fused QKV, or PyTorch's SDPA."""
-    if slicing:
-        pipe.enable_attention_slicing()
-        return
-    pipe.disable_attention_slicing()
-    if xformers:
-        pipe.enable_xformers_memory_efficient_attention()
-    elif fused:
-        from diffusers.models.attention_processor import FusedAttnProcessor2_0
-
-        pipe.unet.set_attn_processor(FusedAttnProcessor2_0())
-        pipe.vae.set_attn_processor(FusedAttnProcessor2_0())
 
 
 class WarmPipelines:
@@ -238,44 +157,6 @@ def phrase_warnings(pipe: Any, request: GenerationRequest) -> list[str]:
     return notes
 
 
-def is_out_of_memory(exc: BaseException) -> bool:
-    """True for CUDA/MPS out-of-memory failures."""
-    import torch
-
-    return isinstance(exc, torch.OutOfMemoryError) or (
-        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
-    )
-
-
-def settle_python_heap() -> None:
-    """Move every object alive now (loaded models, libraries) out of the garbage collector's sight.
-
-    A loaded pipeline is half a million Python objects; a full collection walks them all and
-    holds the GIL for a quarter of a second, stalling every request thread. Frozen objects are
-    skipped. Garbage is collected first; unfreezing, collecting and refreezing (as free_device_memory
-    does) frees what died since.
-    """
-    import gc
-
-    gc.collect()  # what other requests left behind must not be frozen with the model: it would never be freed
-    gc.freeze()
-
-
-def free_device_memory(device: "torch.device") -> None:
-    """Return memory to Python and the device after a failure or an eviction."""
-    import gc
-
-    import torch
-
-    gc.unfreeze()
-    gc.collect()
-    gc.freeze()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-    elif device.type == "mps":
-        torch.mps.empty_cache()
-
-
 KIND_WORDS = {"text-to-image": "a text-to-image model", "inpainting": "an inpainting model",
               "variation": "an image-variation model"}
 KIND_COMMANDS = {"text-to-image": "stable-diffusion, image-to-image or inpaint", "inpainting": "inpaint",
@@ -352,7 +233,7 @@ class Runner:
         no_negative = getattr(request, "negative_phrase", None) is None
         return (self.route, request.model, request.precision, request.vae_type, request.attention_slicing,
                 request.scheduler, request.step_count(), request.guidance_scale, request.width, request.height,
-                no_negative)
+                no_negative, getattr(request, "prompt_syntax", None), getattr(request, "clip_skip", None))
 
     def batch_inputs(self, requests: list[GenerationRequest]) -> dict[str, Any]:
         """The pipeline arguments of several requests run as one call (batchable families only)."""
@@ -369,13 +250,23 @@ class Runner:
             inputs = {**self.inputs(first), "num_images_per_prompt": first.total}
         else:
             inputs = {**self.batch_inputs(requests), "num_images_per_prompt": 1}
+        callback = step_callback(pipe, ctx, stopped)
+        guidance = first.guidance_scale
+        embeds = weighted_phrases(pipe, requests, steps)
+        if embeds is not None:  # A1111's syntax or long phrases: embeddings instead of the text
+            inputs = {key: value for key, value in inputs.items() if key not in ("prompt", "negative_prompt")}
+            inputs.update(embeds.kwargs)
+            callback = embeds.step_callback(pipe, inner=callback.get("callback_on_step_end"))
+            guidance = embeds.guidance_scale(guidance)
+        elif getattr(first, "clip_skip", None) and diffusers_clip_skip(first.clip_skip):
+            inputs["clip_skip"] = diffusers_clip_skip(first.clip_skip)  # literal phrases on SDXL: Diffusers' own
         every_seed = [seed for batch in seeds for seed in batch]
         arguments = {
             **inputs,
             "num_inference_steps": steps,
-            "guidance_scale": first.guidance_scale,
+            "guidance_scale": guidance,
             "generator": generators(every_seed),
-            **_step_callback(pipe, ctx, stopped),
+            **callback,
         }
         seed_noise_sampler(pipe.scheduler, every_seed)
         if first.width is not None:
@@ -401,7 +292,8 @@ class Runner:
         generations = []
         for request, request_seeds in zip(requests, seeds):
             mine, images = images[:request.total], images[request.total:]
-            warnings = ctx.warnings + interrupted + phrase_warnings(pipe, request)
+            notes = embeds.warnings if embeds is not None else phrase_warnings(pipe, request)
+            warnings = ctx.warnings + interrupted + notes
             shared = {
                 "Model": request.model,
                 **self.describe(request),
@@ -419,65 +311,3 @@ class Runner:
         return generations
 
 
-def seed_noise_sampler(scheduler: Any, seeds: list[int]) -> None:
-    """Seed the Brownian noise of SDE schedulers (DPM++ SDE) from the images' seeds, one tree per image.
-
-    Left unset, Diffusers seeds it from the global torch RNG: the same request gave new pixels
-    every time, and concurrent calls drew from one shared generator.
-    """
-    if hasattr(scheduler, "noise_sampler_seed"):
-        scheduler.noise_sampler_seed = list(seeds)
-
-
-def steps_done(scheduler: Any, index: int) -> tuple[int, int]:
-    """(steps done, steps in all) after loop iteration ``index``, in the steps a request asked for.
-
-    Second-order samplers (Heun, DPM2, DPM++ SDE) run two model evaluations per step and list
-    each step's timestep twice (all but the first), so Diffusers' loop counts 2n-1 iterations;
-    PNDM (PLMS) evaluates its first step twice, n+1 iterations.
-    """
-    order = max(1, int(getattr(scheduler, "order", 1) or 1))
-    iterations = len(scheduler.timesteps)
-    extra = 1 if type(scheduler).__name__ == "PNDMScheduler" and iterations > 1 else 0
-    return -(-max(1, index + 1 - extra) // order), -(-(iterations - extra) // order)
-
-
-def _step_callback(pipe: Any, ctx: CallContext, stopped: list[int]) -> dict[str, Any]:
-    """The pipeline's step-callback arguments, in whichever of Diffusers' two styles it takes.
-
-    ``on_step`` sees each step once (in the request's steps); an interrupt (on_step returning
-    True) ends denoising early, and the step it ended at goes into ``stopped``.
-    """
-    if ctx.on_step is None and ctx.fault is None and ctx.on_preview is None:
-        return {}
-    reported = [0]
-
-    def step_done(index: int, latents: Any) -> bool:
-        if ctx.fault is not None:
-            ctx.fault()
-        done, total = steps_done(pipe.scheduler, index)
-        if done == reported[0]:
-            return False
-        reported[0] = done
-        stop = bool(ctx.on_step(done, total)) if ctx.on_step is not None else False
-        if ctx.on_preview is not None and latents is not None:
-            from pico.pipelines.previews import latents_to_images
-
-            ctx.on_preview(done, lambda: latents_to_images(pipe, latents, ctx.size))
-        if stop and not stopped:
-            stopped.append(done)
-        return stop
-
-    if "callback_on_step_end" in inspect.signature(pipe.__call__).parameters:
-        def on_step_end(_pipe: Any, index: int, _timestep: Any, tensors: dict) -> dict:
-            if step_done(index, tensors.get("latents")):
-                _pipe._interrupt = True  # Diffusers skips the remaining steps, then decodes
-            return tensors
-
-        return {"callback_on_step_end": on_step_end}
-
-    def legacy(index: int, _timestep: Any, latents: Any) -> None:
-        if step_done(index, latents):  # this older pipeline cannot stop early and keep its images
-            raise Cancelled("The generation was interrupted")
-
-    return {"callback": legacy, "callback_steps": 1}

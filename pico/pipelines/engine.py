@@ -16,10 +16,11 @@ from typing import Any, Iterable
 from pico.config import Settings
 from pico.errors import InvalidRequest, OutOfMemory
 from pico.faults import Faults
-from pico.pipelines.base import (
-    AttentionGate,
-    CallContext,
-    WarmPipelines,
+from pico.catalog.models import VAE_MODELS, canonical, model_id
+from pico.catalog.pipelines import text_to_image_pipeline
+from pico.catalog.resolver import ModelResolver
+from pico.pipelines.base import AttentionGate, CallContext, WarmPipelines
+from pico.pipelines.device import (
     configure_attention,
     free_device_memory,
     is_out_of_memory,
@@ -30,13 +31,12 @@ from pico.pipelines.base import (
     quiet_libraries,
     settle_python_heap,
 )
-from pico.catalog.models import VAE_MODELS, canonical, model_id
-from pico.catalog.pipelines import text_to_image_pipeline
-from pico.catalog.resolver import ModelResolver
 from pico.pipelines.loader import ModelCache, load_pipeline, load_vae
+from pico.pipelines.prompt_embeds import CHUNK, chunk_count
 from pico.pipelines.registry import runner_for
 from pico.pipelines.speedups import CUDA_GRAPH_MODES, speed_up
 from pico.pipelines.threads import GenerationThreads
+from pico.prompt_syntax import plan_prompt
 from pico.schemas.requests import GenerationRequest
 from pico.schemas.results import Generation, PreviewCallback, StepCallback
 
@@ -125,7 +125,31 @@ class Engine:
     def batch_key(self, request: GenerationRequest) -> tuple | None:
         """What a request must share with others to run in one batched call (None: it cannot)."""
         key = runner_for(request).batch_key(request)
-        return None if key is None else (canonical(request.model), *key)
+        if key is None:
+            return None
+        shape = self._phrase_shape(request)
+        return None if shape is None else (canonical(request.model), *key, shape)
+
+    def _phrase_shape(self, request: GenerationRequest) -> tuple | None:
+        """What A1111's reading of the phrases must share to batch exactly: 77-token chunks and guidance weight.
+
+        Phrases of another chunk count would be padded with empty chunks, which moves pixels; counting
+        chunks needs the model's tokenizers, so a long phrase batches only once its model is loaded.
+        """
+        phrase = getattr(request, "phrase", None)
+        if phrase is None or request.prompt_syntax == "literal":
+            return ()
+        negative = request.negative_phrase or ""
+        plan = plan_prompt(phrase, request.step_count())
+        if len(phrase.encode("utf-8")) <= CHUNK and len(negative.encode("utf-8")) <= CHUNK \
+                and "BREAK" not in phrase + negative:
+            return (plan.guidance_factor, 1)
+        loaded = next((entry.value for entry in self.cache.entries()
+                       if entry.key.model_id == canonical(request.model)), None)
+        if loaded is None:
+            return None
+        return (plan.guidance_factor, chunk_count(loaded.pipeline, phrase, request.negative_phrase,
+                                                  request.step_count()))
 
     def is_loaded(self, model: str) -> bool:
         """True when ``model`` (by any of its names) is resident."""

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from pico.pipelines.base import is_sdxl
+from pico.pipelines.device import is_sdxl
 from pico.prompt_syntax import (
     PromptPlan,
     PromptSyntaxError,
@@ -380,3 +380,39 @@ def chunk_count(pipe: Any, prompt: str, negative: str | None, steps: int) -> int
     """How many 77-token chunks a prompt and its negative make, tokenizing only (requests batch alike when equal)."""
     texts = plan_prompt(prompt, steps).texts + plan_prompt(negative or "", steps, negative=True).texts
     return max(len(_chunks(encoder, text)) for encoder in _encoders(pipe) for text in texts)
+
+
+def diffusers_clip_skip(clip_skip: int | None) -> int | None:
+    """Diffusers' ``clip_skip`` (layers skipped) for a request's ClipSkip (A1111's count: 1 = the last layer)."""
+    return clip_skip - 1 if clip_skip and clip_skip > 1 else None
+
+
+def weighted_phrases(pipe: Any, requests: list[Any], steps: int) -> PromptEmbeddings | None:
+    """The requests' phrases as AUTOMATIC1111 reads them, or None where Diffusers' own encoding is the same.
+
+    None too for pipelines without a CLIP text encoder to weight, and for PromptSyntax "literal" (whose
+    clip skip, on SDXL, Diffusers applies itself).
+    """
+    first = requests[0]
+    if getattr(pipe, "tokenizer", None) is None or getattr(pipe, "text_encoder", None) is None \
+            or not hasattr(first, "phrase"):
+        return None
+    clip_skip = diffusers_clip_skip(first.clip_skip)
+    phrases = [r.phrase for r in requests]
+    negatives = [r.negative_phrase for r in requests]
+    if first.prompt_syntax == "literal":
+        if not clip_skip or is_sdxl(pipe):
+            return None
+        phrases = [literal(text) for text in phrases]  # Diffusers' SD 1/2 clip skip fails: ours, on escaped text
+        negatives = [literal(text) if text is not None else None for text in negatives]
+    elif not needs_embeddings(pipe, phrases, negatives, clip_skip):
+        return None
+    counts: int | list[int] = first.total if len(requests) == 1 else [r.total for r in requests]
+    return encode_prompts(pipe, phrases if len(requests) > 1 else phrases[0],
+                          negatives if len(requests) > 1 else negatives[0], steps=steps, clip_skip=clip_skip,
+                          num_images=counts)
+
+
+def literal(text: str) -> str:
+    """``text`` escaped so that A1111's syntax reads it as the characters it is."""
+    return "".join("\\" + char if char in "\\()[]" else char for char in text)

@@ -215,7 +215,7 @@ def write_tiny_models(root: Path | str) -> list[str]:
     """
     import torch
 
-    from pico.pipelines.base import quiet_libraries
+    from pico.pipelines.device import quiet_libraries
 
     quiet_libraries()
     root = Path(root)

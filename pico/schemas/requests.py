@@ -167,9 +167,17 @@ class StableDiffusionRequest(GenerationRequest):
     """Stable Diffusion 1.x text-to-image."""
 
     phrase: str = option("", required=True, max_length=MAX_PHRASE_CHARS, example="ginger cat",
-                         description="What to draw (the prompt). The model reads its first 77 tokens.")
+                         description="What to draw (the prompt), in AUTOMATIC1111's syntax: (word:1.3), [word], "
+                                     "BREAK, [from:to:when], [a|b]; longer than 77 tokens is fine.")
     negative_phrase: str | None = option(None, max_length=MAX_PHRASE_CHARS,
                                          description="What to keep out of the image (negative prompt).")
+    prompt_syntax: str = option("a1111", choices=("a1111", "literal"),
+                                description="a1111: read weights, BREAK and prompt editing as AUTOMATIC1111 does; "
+                                            "literal: the text as it is, cut at 77 tokens (Diffusers' own encoding).")
+    clip_skip: int | None = option(None, minimum=1, maximum=12,
+                                   description="Text-encoder layers to stop before the last, counted as A1111 and "
+                                               "model cards do: 1 is the last layer, 2 the one before; default: the "
+                                               "model's own.")
 
 
 @dataclass(kw_only=True)

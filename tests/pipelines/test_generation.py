@@ -133,8 +133,8 @@ def test_vae_swap_for_sd_and_refusal_for_sdxl(engine):
     assert caught.value.field == "VaeType"
 
 
-def test_long_phrase_is_truncated_and_said(engine):
-    generation = engine.generate(request(StableDiffusionRequest, Phrase="cat " * 100))
+def test_a_long_literal_phrase_is_truncated_and_said(engine):
+    generation = engine.generate(request(StableDiffusionRequest, Phrase="cat " * 100, PromptSyntax="literal"))
     note = "Phrase is 302 tokens long; the model reads only the first 77, the rest was ignored."
     assert note in generation.warnings
     assert note in generation.metadata[0]["Warnings"]

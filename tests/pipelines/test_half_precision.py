@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pico.pipelines.base import keep_vae_in_float32
+from pico.pipelines.device import keep_vae_in_float32
 from pico.catalog.resolver import ModelSource
 from pico.pipelines.loader import load_pipeline
 from pico.catalog.models import SD1_MODEL, SDXL_MODEL

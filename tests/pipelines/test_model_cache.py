@@ -10,7 +10,7 @@ import pytest
 
 from pico.config import Settings
 from pico.errors import InvalidRequest, ModelUnavailable, OutOfMemory
-from pico.pipelines.base import settle_python_heap
+from pico.pipelines.device import settle_python_heap
 from pico.pipelines.engine import Engine
 from pico.pipelines.loader import ModelCache
 from pico.schemas.requests import StableDiffusion2Request, StableDiffusionRequest, StableDiffusionXlRequest

@@ -21,7 +21,7 @@ LONG = "a ginger cat, " * 8  # 88 tokens with the tiny byte-level tokenizer
 def load(tiny_models, model_id):
     from diffusers import DiffusionPipeline
 
-    from pico.pipelines.base import quiet_libraries
+    from pico.pipelines.device import quiet_libraries
 
     quiet_libraries()
     pipe = DiffusionPipeline.from_pretrained(tiny_models / model_id, use_safetensors=True)

@@ -1,0 +1,134 @@
+"""Where and how a pipeline runs: device, dtype, attention options, memory; quiet libraries."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+
+def quiet_libraries() -> None:
+    """Keep Diffusers/Transformers progress bars and advice out of PICO's output."""
+    import transformers  # first: importing diffusers makes transformers warn
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    import diffusers
+    from huggingface_hub.utils import disable_progress_bars
+
+    diffusers.utils.logging.set_verbosity_error()
+    diffusers.utils.logging.disable_progress_bar()
+    disable_progress_bars()
+
+
+def pick_device(setting: str) -> "torch.device":
+    """The device for ``setting``: auto prefers CUDA, then MPS, then the CPU."""
+    import torch
+
+    if setting != "auto":
+        return torch.device(setting)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def pick_dtype(precision: str, device: "torch.device") -> tuple["torch.dtype", str | None]:
+    """(dtype, warning) for a Precision: half is float16 except on the CPU, where it runs float32 and says so."""
+    import torch
+
+    if precision == "full":
+        return torch.float32, None
+    if device.type == "cpu":
+        return torch.float32, "Precision 'half' is not available on the CPU; ran in float32 (Precision 'full')."
+    return torch.float16, None
+
+
+def precision_name(dtype: "torch.dtype") -> str:
+    """The Precision value for a dtype."""
+    import torch
+
+    return "half" if dtype == torch.float16 else "full"
+
+
+def is_sdxl(pipe: Any) -> bool:
+    """True for SDXL pipelines (two text encoders)."""
+    return getattr(pipe, "text_encoder_2", None) is not None
+
+
+def keep_vae_in_float32(vae: Any) -> None:
+    """Cast a half-precision VAE that SDXL pipelines upcast on every call to float32, for good.
+
+    SDXL's own VAE overflows in float16, so Diffusers casts it to float32 around every encode
+    and decode and back afterwards, in place. Concurrent calls share that module: one call's
+    cast back broke another's decode. Cast once instead, and let the VAE's parts cast their
+    half-precision inputs up: the same arithmetic, for 160 MB more memory.
+    """
+    import torch
+
+    if vae.dtype != torch.float16 or not vae.config.get("force_upcast", False):
+        return
+    vae.to(dtype=torch.float32)
+    vae.register_to_config(force_upcast=False)
+    for part in (vae.encoder, vae.quant_conv, vae.post_quant_conv, vae.decoder):
+        if part is not None:
+            part.register_forward_pre_hook(_inputs_to_float32)
+
+
+def _inputs_to_float32(_module: Any, args: tuple) -> tuple:
+    return tuple(arg.float() if getattr(arg, "is_floating_point", lambda: False)() else arg for arg in args)
+
+
+def configure_attention(pipe: Any, slicing: bool, xformers: bool, fused: bool = False) -> None:
+    """Set attention on the shared modules: sliced, xformers, fused QKV, or PyTorch's SDPA."""
+    if slicing:
+        pipe.enable_attention_slicing()
+        return
+    pipe.disable_attention_slicing()
+    if xformers:
+        pipe.enable_xformers_memory_efficient_attention()
+    elif fused:
+        from diffusers.models.attention_processor import FusedAttnProcessor2_0
+
+        pipe.unet.set_attn_processor(FusedAttnProcessor2_0())
+        pipe.vae.set_attn_processor(FusedAttnProcessor2_0())
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for CUDA/MPS out-of-memory failures."""
+    import torch
+
+    return isinstance(exc, torch.OutOfMemoryError) or (
+        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+    )
+
+
+def settle_python_heap() -> None:
+    """Move every object alive now (loaded models, libraries) out of the garbage collector's sight.
+
+    A loaded pipeline is half a million Python objects; a full collection walks them all and
+    holds the GIL for a quarter of a second, stalling every request thread. Frozen objects are
+    skipped. Garbage is collected first; unfreezing, collecting and refreezing (as free_device_memory
+    does) frees what died since.
+    """
+    import gc
+
+    gc.collect()  # what other requests left behind must not be frozen with the model: it would never be freed
+    gc.freeze()
+
+
+def free_device_memory(device: "torch.device") -> None:
+    """Return memory to Python and the device after a failure or an eviction."""
+    import gc
+
+    import torch
+
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    elif device.type == "mps":
+        torch.mps.empty_cache()

@@ -54,8 +54,8 @@ def _rename(rest: str, table: dict[str, str]) -> str:
 def unet_to_ldm(state_dict: dict[str, Any], config: dict[str, Any], prefix: str = UNET_PREFIX) -> dict[str, Any]:
     """A ``UNet2DConditionModel`` state dict in the original layout (``input_blocks``, ``middle_block``, ...)."""
     per_block = config["layers_per_block"]
-    if not isinstance(per_block, int):
-        raise ValueError("only UNets with the same layers_per_block in every block have an original layout")
+    if not isinstance(per_block, int):  # a value Diffusers' own converter cannot read back either
+        raise ValueError("only UNets with one layers_per_block for every block have an original layout")  # noqa: TRY004
     step = per_block + 1  # each level of the original UNet: its layers, then a down- or upsampler
     up_with_attention = {int(key.split(".")[1]) for key in state_dict if re.match(r"up_blocks\.\d+\.attentions\.", key)}
     out = {}
@@ -92,13 +92,12 @@ def vae_to_ldm(state_dict: dict[str, Any], prefix: str = VAE_PREFIX) -> dict[str
     out = {}
     for key, tensor in state_dict.items():
         name = key.replace("conv_shortcut.", "nin_shortcut.")
-        if match := re.match(r"(encoder|decoder)\.(down|up)_blocks\.(\d+)\.(resnets|downsamplers|upsamplers)\.(.+)", name):
+        if match := re.match(r"(encoder|decoder)\.(down|up)_blocks\.(\d+)\.(resnets|\w+samplers\.0)\.(.+)", name):
             part, side, block, kind, rest = match.groups()
-            level = int(block) if side == "down" else len(up_blocks) - 1 - int(block)  # the original counts up from the bottom
-            if kind == "resnets":
-                name = f"{part}.{side}.{level}.block.{rest}"
-            else:
-                name = f"{part}.{side}.{level}.{'downsample' if side == 'down' else 'upsample'}.{rest.removeprefix('0.')}"
+            # The original numbers the decoder's levels from the bottom (latent) up, Diffusers from the top.
+            level = int(block) if side == "down" else len(up_blocks) - 1 - int(block)
+            sampler = "downsample" if side == "down" else "upsample"
+            name = f"{part}.{side}.{level}.{'block' if kind == 'resnets' else sampler}.{rest}"
         elif match := re.match(r"(encoder|decoder)\.mid_block\.resnets\.(\d+)\.(.+)", name):
             part, layer, rest = match.groups()
             name = f"{part}.mid.block_{int(layer) + 1}.{rest}"

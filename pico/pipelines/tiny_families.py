@@ -88,11 +88,25 @@ def flow_vae(scaling_factor: float, shift_factor: float):
     )
 
 
-def sd35(scratch: Path, large: bool = False):
+def sd35_shared(scratch: Path) -> dict:
+    """What both SD 3.5s share, as the real ones do: the 16-channel VAE, CLIP-L, CLIP-G, T5 and their tokenizers."""
+    t5_tokenizer = write_t5_tokenizer(scratch / "t5")
+    return {
+        "vae": flow_vae(scaling_factor=1.5305, shift_factor=0.0609),
+        "text_encoder": clip_text_encoder(with_projection=True),
+        "tokenizer": clip_tokenizer(scratch),
+        "text_encoder_2": clip_text_encoder(with_projection=True, hidden=SD3_CLIP_G_HIDDEN),
+        "tokenizer_2": clip_tokenizer(scratch),
+        "text_encoder_3": t5_encoder(len(t5_tokenizer)),
+        "tokenizer_3": t5_tokenizer,
+    }
+
+
+def sd35(scratch: Path, large: bool = False, shared: dict | None = None):
     """A tiny SD 3.5 pipeline: medium has MMDiT-X dual attention in its first layer, large has none."""
     from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
 
-    t5_tokenizer = write_t5_tokenizer(scratch / "t5")
+    shared = shared or sd35_shared(scratch)
     transformer = SD3Transformer2DModel(
         sample_size=8, patch_size=2, in_channels=16, out_channels=16, num_layers=2,
         attention_head_dim=8, num_attention_heads=4, caption_projection_dim=32,
@@ -100,24 +114,27 @@ def sd35(scratch: Path, large: bool = False):
         pos_embed_max_size=64,  # latents up to 128x128: 1024-pixel images, SD 3.5's own default size
         qk_norm="rms_norm", dual_attention_layers=() if large else (0,),
     )
-    return StableDiffusion3Pipeline(
-        transformer=transformer,
-        scheduler=FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0),
-        vae=flow_vae(scaling_factor=1.5305, shift_factor=0.0609),
-        text_encoder=clip_text_encoder(with_projection=True),
-        tokenizer=clip_tokenizer(scratch),
-        text_encoder_2=clip_text_encoder(with_projection=True, hidden=SD3_CLIP_G_HIDDEN),
-        tokenizer_2=clip_tokenizer(scratch),
-        text_encoder_3=t5_encoder(len(t5_tokenizer)),
-        tokenizer_3=t5_tokenizer,
-    )
+    scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0)
+    return StableDiffusion3Pipeline(transformer=transformer, scheduler=scheduler, **shared)
 
 
-def flux(scratch: Path, dev: bool = True):
+def flux_shared(scratch: Path) -> dict:
+    """What both FLUX.1s share, as the real ones do: the 16-channel VAE, CLIP-L, T5 and their tokenizers."""
+    t5_tokenizer = write_t5_tokenizer(scratch / "t5")
+    return {
+        "vae": flow_vae(scaling_factor=0.3611, shift_factor=0.1159),
+        "text_encoder": clip_text_encoder(),
+        "tokenizer": clip_tokenizer(scratch),
+        "text_encoder_2": t5_encoder(len(t5_tokenizer)),
+        "tokenizer_2": t5_tokenizer,
+    }
+
+
+def flux(scratch: Path, dev: bool = True, shared: dict | None = None):
     """A tiny FLUX.1 pipeline: dev embeds the guidance scale and shifts its schedule by image size; schnell not."""
     from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
 
-    t5_tokenizer = write_t5_tokenizer(scratch / "t5")
+    shared = shared or flux_shared(scratch)
     transformer = FluxTransformer2DModel(
         patch_size=1, in_channels=64, num_layers=1, num_single_layers=2, attention_head_dim=16,
         num_attention_heads=2, joint_attention_dim=T5_HIDDEN, pooled_projection_dim=TEXT_HIDDEN,
@@ -128,15 +145,7 @@ def flux(scratch: Path, dev: bool = True):
         num_train_timesteps=1000, shift=3.0 if dev else 1.0, use_dynamic_shifting=dev,
         base_image_seq_len=256, max_image_seq_len=4096, base_shift=0.5, max_shift=1.15,
     )
-    return FluxPipeline(
-        transformer=transformer,
-        scheduler=scheduler,
-        vae=flow_vae(scaling_factor=0.3611, shift_factor=0.1159),
-        text_encoder=clip_text_encoder(),
-        tokenizer=clip_tokenizer(scratch),
-        text_encoder_2=t5_encoder(len(t5_tokenizer)),
-        tokenizer_2=t5_tokenizer,
-    )
+    return FluxPipeline(transformer=transformer, scheduler=scheduler, **shared)
 
 
 def _sdxl_scheduler():
@@ -183,13 +192,7 @@ def sdxl_inpaint(scratch: Path):
     )
 
 
-FAMILY_BUILDERS = {
-    SD35_MEDIUM_MODEL: lambda scratch: sd35(scratch),
-    SD35_LARGE_MODEL: lambda scratch: sd35(scratch, large=True),
-    FLUX_SCHNELL_MODEL: lambda scratch: flux(scratch, dev=False),
-    FLUX_DEV_MODEL: lambda scratch: flux(scratch),
-    SDXL_REFINER_MODEL: sdxl_refiner,
-}
+FAMILY_MODELS = (SD35_MEDIUM_MODEL, SD35_LARGE_MODEL, FLUX_SCHNELL_MODEL, FLUX_DEV_MODEL, SDXL_REFINER_MODEL)
 
 
 def save_pipeline(pipe, folder: Path) -> Path:
@@ -207,6 +210,14 @@ def save_pipeline(pipe, folder: Path) -> Path:
 
 def write_family_models(root: Path, scratch: Path) -> list[str]:
     """Build the tiny SD 3.5, FLUX.1 and SDXL refiner pipelines and save each under ``root/<model id>``."""
-    for model_id, build in FAMILY_BUILDERS.items():
-        save_pipeline(build(scratch), root / model_id)
-    return list(FAMILY_BUILDERS)
+    sd3, flux1 = sd35_shared(scratch), flux_shared(scratch)
+    builders = {
+        SD35_MEDIUM_MODEL: lambda: sd35(scratch, shared=sd3),
+        SD35_LARGE_MODEL: lambda: sd35(scratch, large=True, shared=sd3),
+        FLUX_SCHNELL_MODEL: lambda: flux(scratch, dev=False, shared=flux1),
+        FLUX_DEV_MODEL: lambda: flux(scratch, shared=flux1),
+        SDXL_REFINER_MODEL: lambda: sdxl_refiner(scratch),
+    }
+    for model_id in FAMILY_MODELS:
+        save_pipeline(builders[model_id](), root / model_id)
+    return list(FAMILY_MODELS)

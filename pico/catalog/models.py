@@ -7,6 +7,12 @@ SD2_MODEL = "stabilityai/stable-diffusion-2-1"
 SDXL_MODEL = "stabilityai/stable-diffusion-xl-base-1.0"
 SD1_INPAINT_MODEL = "runwayml/stable-diffusion-inpainting"
 VARIATION_MODEL = "lambdalabs/sd-image-variations-diffusers"
+SDXL_REFINER_MODEL = "stabilityai/stable-diffusion-xl-refiner-1.0"
+SDXL_INPAINT_MODEL = "diffusers/stable-diffusion-xl-1.0-inpainting-0.1"
+SD35_MEDIUM_MODEL = "stabilityai/stable-diffusion-3.5-medium"
+SD35_LARGE_MODEL = "stabilityai/stable-diffusion-3.5-large"
+FLUX_SCHNELL_MODEL = "black-forest-labs/FLUX.1-schnell"
+FLUX_DEV_MODEL = "black-forest-labs/FLUX.1-dev"
 
 # VaeType -> the VAE swapped in for the SD 1/2 families.
 VAE_MODELS = {

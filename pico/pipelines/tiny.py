@@ -21,8 +21,12 @@ from pico.catalog.models import (
 )
 
 MARKER = "pico-tiny.json"
-VERSION = 3  # bump when the tiny models change, so old demo folders are rebuilt
+VERSION = 4  # bump when the tiny models change, so old demo folders are rebuilt
 TEXT_HIDDEN = 32
+# Diffusers tells an SDXL single file from an SD 1 one by the key of OpenCLIP's 10th layer, and tells its
+# two text encoders apart by width: so the tiny OpenCLIP is wider than CLIP-L and has 10 layers.
+OPEN_CLIP_HIDDEN = 64
+OPEN_CLIP_LAYERS = 10
 SEED = 0
 
 
@@ -54,7 +58,8 @@ def write_tokenizer(folder: Path) -> None:
     tokenizer.save_pretrained(folder)
 
 
-def _tokenizer(scratch: Path):
+def clip_tokenizer(scratch: Path):
+    """A CLIP tokenizer written to ``scratch`` and loaded back (it needs files to exist)."""
     from transformers import CLIPTokenizer
 
     write_tokenizer(scratch)
@@ -64,16 +69,17 @@ def _tokenizer(scratch: Path):
 VOCAB_SIZE = 256 * 2 + 2
 
 
-def _text_encoder(with_projection: bool = False):
+def clip_text_encoder(with_projection: bool = False, hidden: int = TEXT_HIDDEN, layers: int = 2):
+    """A tiny CLIP text encoder for the byte-level tokenizer (``CLIPTextModelWithProjection`` if asked)."""
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     config = CLIPTextConfig(
         vocab_size=VOCAB_SIZE,
-        hidden_size=TEXT_HIDDEN,
+        hidden_size=hidden,
         intermediate_size=37,
         num_attention_heads=4,
-        num_hidden_layers=2,
-        projection_dim=TEXT_HIDDEN,
+        num_hidden_layers=layers,
+        projection_dim=hidden,
         bos_token_id=VOCAB_SIZE - 2,
         eos_token_id=VOCAB_SIZE - 1,
         pad_token_id=VOCAB_SIZE - 1,
@@ -83,7 +89,8 @@ def _text_encoder(with_projection: bool = False):
     return cls(config).eval()
 
 
-def _vae(force_upcast: bool = True):
+def tiny_vae(force_upcast: bool = True, latent_channels: int = 4, **extra):
+    """A tiny ``AutoencoderKL`` that downsamples 8 times, as the real ones do."""
     from diffusers import AutoencoderKL
 
     # Four blocks: latents are 1/8 of the image, as with the real VAEs, so a 512-pixel input
@@ -94,15 +101,17 @@ def _vae(force_upcast: bool = True):
         out_channels=3,
         down_block_types=("DownEncoderBlock2D",) * 4,
         up_block_types=("UpDecoderBlock2D",) * 4,
-        latent_channels=4,
+        latent_channels=latent_channels,
         norm_num_groups=32,
         layers_per_block=1,
         sample_size=64,
         force_upcast=force_upcast,
+        **extra,
     )
 
 
-def _unet(in_channels: int = 4, cross_attention_dim: int = TEXT_HIDDEN, **extra):
+def tiny_unet(in_channels: int = 4, cross_attention_dim: int = TEXT_HIDDEN, **extra):
+    """A tiny ``UNet2DConditionModel`` (two blocks, one layer each) for 8x8 latents."""
     from diffusers import UNet2DConditionModel
 
     return UNet2DConditionModel(
@@ -136,10 +145,10 @@ def _sd(scratch: Path, *, in_channels: int = 4, v2: bool = False):
         )
     cls = StableDiffusionInpaintPipeline if in_channels == 9 else StableDiffusionPipeline
     return cls(
-        vae=_vae(),
-        text_encoder=_text_encoder(),
-        tokenizer=_tokenizer(scratch),
-        unet=_unet(in_channels=in_channels, use_linear_projection=v2),
+        vae=tiny_vae(),
+        text_encoder=clip_text_encoder(),
+        tokenizer=clip_tokenizer(scratch),
+        unet=tiny_unet(in_channels=in_channels, use_linear_projection=v2),
         scheduler=scheduler,
         safety_checker=None,
         feature_extractor=None,
@@ -147,25 +156,35 @@ def _sd(scratch: Path, *, in_channels: int = 4, v2: bool = False):
     )
 
 
-def _sdxl(scratch: Path):
-    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline
-
+def sdxl_unet(in_channels: int = 4, refiner: bool = False):
+    """A tiny SDXL UNet; the refiner's sees only OpenCLIP and 5 time ids (an aesthetic score for the target size)."""
     time_embed_dim = 8
-    unet = _unet(
-        cross_attention_dim=TEXT_HIDDEN * 2,
+    return tiny_unet(
+        in_channels=in_channels,
+        cross_attention_dim=OPEN_CLIP_HIDDEN if refiner else TEXT_HIDDEN + OPEN_CLIP_HIDDEN,
         addition_embed_type="text_time",
         addition_time_embed_dim=time_embed_dim,
-        projection_class_embeddings_input_dim=TEXT_HIDDEN + 6 * time_embed_dim,
+        projection_class_embeddings_input_dim=OPEN_CLIP_HIDDEN + (5 if refiner else 6) * time_embed_dim,
         transformer_layers_per_block=(1, 2),
         use_linear_projection=True,
     )
+
+
+def open_clip_text_encoder():
+    """SDXL's second (OpenCLIP) text encoder, tiny: wider than CLIP-L and 10 layers deep, see OPEN_CLIP_LAYERS."""
+    return clip_text_encoder(with_projection=True, hidden=OPEN_CLIP_HIDDEN, layers=OPEN_CLIP_LAYERS)
+
+
+def _sdxl(scratch: Path):
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline
+
     return StableDiffusionXLPipeline(
-        vae=_vae(),
-        text_encoder=_text_encoder(),
-        text_encoder_2=_text_encoder(with_projection=True),
-        tokenizer=_tokenizer(scratch),
-        tokenizer_2=_tokenizer(scratch),
-        unet=unet,
+        vae=tiny_vae(),
+        text_encoder=clip_text_encoder(),
+        text_encoder_2=open_clip_text_encoder(),
+        tokenizer=clip_tokenizer(scratch),
+        tokenizer_2=clip_tokenizer(scratch),
+        unet=sdxl_unet(),
         scheduler=EulerDiscreteScheduler(
             beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
             steps_offset=1, timestep_spacing="leading",
@@ -187,9 +206,9 @@ def _variation():
     ).eval()
     processor = CLIPImageProcessor(crop_size=32, size=32)
     return StableDiffusionImageVariationPipeline(
-        vae=_vae(),
+        vae=tiny_vae(),
         image_encoder=encoder,
-        unet=_unet(),
+        unet=tiny_unet(),
         scheduler=PNDMScheduler(
             beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
             skip_prk_steps=True, steps_offset=1,
@@ -208,19 +227,37 @@ def is_tiny(folder: Path) -> bool:
         return False
 
 
-def write_tiny_models(root: Path | str) -> list[str]:
-    """Build every tiny model and save it under ``root/<model id>``; returns the ids written.
+# Demo single-file checkpoints and LoRAs, in the ComfyUI-style folders the server reads.
+DEMO_CHECKPOINTS = {
+    "checkpoints/tiny-sd15.safetensors": SD1_MODEL,
+    "checkpoints/sdxl/tiny-sdxl.safetensors": SDXL_MODEL,
+}
+DEMO_LORAS = {  # file: (model it is for, format, seed)
+    "loras/add-detail.safetensors": (SD1_MODEL, "diffusers", 1),
+    "loras/style/pixel-art.safetensors": (SD1_MODEL, "kohya", 2),
+}
 
+
+def write_tiny_models(root: Path | str) -> list[str]:
+    """Build every tiny model and save it under ``root/<model id>``, with the demo checkpoints and LoRAs.
+
+    Returns what was written: the model ids, then the files' paths relative to ``root``.
     Idempotent: a tree already written by this version is left as it is; an older one is rebuilt.
     """
+    import shutil
+
     import torch
 
     from pico.pipelines.device import quiet_libraries
+    from pico.pipelines.ldm_export import write_single_file
+    from pico.pipelines.tiny_families import write_family_models
+    from pico.pipelines.tiny_loras import write_tiny_lora
 
     quiet_libraries()
     root = Path(root)
     if is_tiny(root):
-        return json.loads((root / MARKER).read_text("utf-8"))["models"]
+        marker = json.loads((root / MARKER).read_text("utf-8"))
+        return marker["models"] + marker["files"]
     root.mkdir(parents=True, exist_ok=True)
     scratch = root / ".tokenizer"
     torch.manual_seed(SEED)
@@ -230,13 +267,17 @@ def write_tiny_models(root: Path | str) -> list[str]:
         SDXL_MODEL: lambda: _sdxl(scratch),
         SD1_INPAINT_MODEL: lambda: _sd(scratch, in_channels=9),
         VARIATION_MODEL: _variation,
-        **{vae_id: _vae for vae_id in VAE_MODELS.values()},
-        SDXL_FP16_VAE: lambda: _vae(force_upcast=False),
+        **{vae_id: tiny_vae for vae_id in VAE_MODELS.values()},
+        SDXL_FP16_VAE: lambda: tiny_vae(force_upcast=False),
     }
     for model_id, build in builders.items():
         build().save_pretrained(root / model_id, safe_serialization=True)
-    for leftover in sorted(scratch.iterdir()):
-        leftover.unlink()
-    scratch.rmdir()
-    (root / MARKER).write_text(json.dumps({"models": list(builders), "version": VERSION}), "utf-8")
-    return list(builders)
+    models = list(builders) + write_family_models(root, scratch)
+    shutil.rmtree(scratch)
+    for file, model_id in DEMO_CHECKPOINTS.items():
+        write_single_file(root / model_id, root / file)
+    for file, (model_id, form, seed) in DEMO_LORAS.items():
+        write_tiny_lora(root / model_id, root / file, format=form, seed=seed)
+    files = [*DEMO_CHECKPOINTS, *DEMO_LORAS]
+    (root / MARKER).write_text(json.dumps({"models": models, "files": files, "version": VERSION}), "utf-8")
+    return models + files

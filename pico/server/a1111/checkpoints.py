@@ -5,7 +5,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from pico.errors import InvalidRequest, NotFound
-from pico.catalog.models import SHORT_NAMES, VAE_MODELS, VARIATION_MODEL, canonical, model_id
+from pico.catalog.models import (
+    FLUX_DEV_MODEL,
+    FLUX_SCHNELL_MODEL,
+    SD35_LARGE_MODEL,
+    SD35_MEDIUM_MODEL,
+    SDXL_REFINER_MODEL,
+    SHORT_NAMES,
+    VAE_MODELS,
+    VARIATION_MODEL,
+    canonical,
+    model_id,
+)
 from pico.schemas import fields
 from pico.schemas.requests import valid_model_id
 from pico.server.a1111.schemas import OptionsUpdate, SDModelItem, Txt2ImgRequest
@@ -14,7 +25,9 @@ from pico.server.http import read_json_body
 if TYPE_CHECKING:
     from pico.server.service import Service
 
-NOT_CHECKPOINTS = {*VAE_MODELS.values(), VARIATION_MODEL}  # in the models directory, but not txt2img models
+# In the models directory, but not models A1111's txt2img can run (SD 3.5 and FLUX are not served yet).
+NOT_CHECKPOINTS = {*VAE_MODELS.values(), VARIATION_MODEL, SDXL_REFINER_MODEL, SD35_MEDIUM_MODEL, SD35_LARGE_MODEL,
+                   FLUX_SCHNELL_MODEL, FLUX_DEV_MODEL}
 
 
 def checkpoints(service: "Service") -> list[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import struct
+import warnings
 import zlib
 from dataclasses import dataclass, field
 
@@ -148,19 +149,19 @@ def _inflate(compressed: bytes, field: str) -> bytes:
 
 def _read_exif_comment(data: bytes, max_pixels: int, field: str) -> EmbeddedText:
     """A JPEG's or WebP's EXIF UserComment as its "parameters", read from the header alone (never load())."""
-    import warnings
-
     from PIL import Image, UnidentifiedImageError
 
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the size is checked below
+            warnings.simplefilter("ignore")  # the size is checked below; EXIF warnings would fill the log
             image = Image.open(io.BytesIO(data), formats=("JPEG", "WEBP"))
         width, height = image.size
-    except (UnidentifiedImageError, Image.DecompressionBombError):
+    except UnidentifiedImageError:
         raise InvalidRequest(f"{field} is not a PNG, JPEG or WebP image", field=field) from None
-    except (OSError, ValueError, SyntaxError, struct.error) as exc:
-        raise InvalidRequest(f"{field} could not be read as an image: {exc}", field=field) from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InvalidRequest(f"{field} is far over the limit of {max_pixels:,} pixels", field=field) from None
+    except (OSError, ValueError, SyntaxError, struct.error):
+        raise InvalidRequest(f"{field} is a damaged JPEG or WebP file", field=field) from None
     _check_size(width, height, max_pixels, field)
     comment = _user_comment(image.info.get("exif"))
     if comment is None and isinstance(image.info.get("comment"), bytes):  # A1111 falls back to a JPEG comment
@@ -175,11 +176,14 @@ def _user_comment(exif: bytes | None) -> str | None:
     from PIL import Image
 
     try:
-        value = Image.Exif()
-        value.load(exif)
-        raw = value.get_ifd(EXIF_IFD).get(USER_COMMENT)
-    except Exception:  # Pillow's EXIF parser raises many kinds on malformed input; A1111 then has no comment
-        return None
+        with warnings.catch_warnings():
+            # Pillow warns about each corrupt tag; the texts, chosen by the sender, would fill the log.
+            warnings.simplefilter("ignore")
+            value = Image.Exif()
+            value.load(exif)
+            raw = value.get_ifd(EXIF_IFD).get(USER_COMMENT)
+    except (SyntaxError, struct.error, ValueError, OSError, KeyError, IndexError, TypeError, EOFError):
+        return None  # malformed EXIF: A1111 then finds no comment either
     if isinstance(raw, str):
         return raw
     if not isinstance(raw, bytes) or not raw:

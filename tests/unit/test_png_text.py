@@ -175,3 +175,20 @@ def test_a_jpeg_over_max_pixels_is_refused_from_its_header():
     data[frame + 5:frame + 9] = struct.pack(">HH", 12000, 12000)
     with pytest.raises(InvalidRequest, match=r"image is 12000x12000 \(144,000,000 pixels\)"):
         read_embedded_text(bytes(data), LIMIT)
+
+
+def test_corrupt_exif_gives_no_comment_and_no_error():
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0x9286] = b"ASCII\0\0\0ginger cat"
+    out = io.BytesIO()
+    Image.new("RGB", (24, 16)).save(out, format="JPEG", exif=exif.tobytes())
+    good = out.getvalue()
+    start = good.index(b"Exif\0\0") + 6
+    rng = random.Random(3)
+    seen = set()
+    for _ in range(300):
+        broken = bytearray(good)
+        for _ in range(3):
+            broken[rng.randrange(start, start + 60)] = rng.randrange(256)
+        seen.add(tuple(read_embedded_text(bytes(broken), LIMIT).text.values()))
+    assert ("ginger cat",) in seen and () in seen

@@ -8,11 +8,10 @@ import os
 import signal
 import threading
 
-from cheroot import wsgi
-
 from pico.config import Settings
 from pico.errors import PicoError
 from pico.server.app import create_app
+from pico.server.http_server import PicoServer
 
 log = logging.getLogger("pico")
 
@@ -32,9 +31,9 @@ def serve(settings: Settings) -> int:
     service = app.config["pico.service"]
     service.engine.leave_a_core_free()
     service.engine.warm_up(settings.preload)
-    server = wsgi.Server((settings.host, settings.port), app, numthreads=http_threads(settings),
-                         server_name="pico", timeout=30,
-                         shutdown_timeout=settings.shutdown_timeout + CANCEL_GRACE)
+    server = PicoServer((settings.host, settings.port), app, numthreads=http_threads(settings),
+                        server_name="pico", timeout=30, shutdown_timeout=settings.shutdown_timeout + CANCEL_GRACE,
+                        max_header_bytes=settings.max_header_kb * 1024, header_timeout=settings.header_timeout)
     stopping = threading.Event()
     stopper = threading.Thread(target=lambda: _stop(server, service.jobs, settings.shutdown_timeout),
                                name="pico-stop")
@@ -69,7 +68,7 @@ def serve(settings: Settings) -> int:
     return 0
 
 
-def _stop(server: wsgi.Server, jobs, timeout: int) -> None:
+def _stop(server: PicoServer, jobs, timeout: int) -> None:
     """Stop accepting, turn queued jobs away, let running ones finish; cancel them after ``timeout``."""
     log.info("stopping: no new connections; waiting up to %ss for %d running generation(s)",
              timeout, jobs.counts()["SlotsInUse"])

@@ -255,7 +255,7 @@ def info_text(request: Txt2ImgRequest, pico: GenerationRequest, metadata: list[d
 
 def _png_info(service: "Service") -> dict:
     request = fields.parse(PngInfoRequest, read_json_body(service))
-    return png_info(request.image).to_dict()
+    return png_info(request.image, service.settings.max_pixels).to_dict()
 
 
 def progress(service: "Service") -> ProgressResponse:

@@ -55,6 +55,7 @@ class Settings:
     sdxl_vae: str | None = None
     preload: tuple[str, ...] = ()
     shutdown_timeout: int = 60
+    max_streams: int = 16
     faults: str = ""
 
     def __post_init__(self) -> None:
@@ -74,6 +75,7 @@ class Settings:
         _check(self.shutdown_timeout, 0, 3600, "shutdown-timeout")
         _check(self.batch_window_ms, 0, 5000, "batch-window-ms")
         _check(self.max_batch, 1, 64, "max-batch")
+        _check(self.max_streams, 0, 1000, "max-streams")
         if self.compile_mode not in COMPILE_MODES:
             raise InvalidRequest(f"compile-mode must be one of {', '.join(COMPILE_MODES)}, got {self.compile_mode!r}",
                                  field="compile-mode")

@@ -59,6 +59,9 @@ def serve(
     max_batch: Annotated[Optional[int], flag(
         "--max-batch", help="Most images in one batched call (a request with more runs alone).", default="4",
         panel=SERVER)] = None,
+    max_streams: Annotated[Optional[int], flag(
+        "--max-streams", help="Event streams (GET /api/v1/jobs/<id>/events) open at once; each holds a server "
+        "thread. Beyond: 503.", default="16", panel=SERVER)] = None,
     preload: Annotated[Optional[list[str]], flag(
         "--preload", help="Load this model (and run a short warm-up generation) before serving; repeatable.",
         panel=SPEED, many=True)] = None,
@@ -103,7 +106,8 @@ def serve(
         cors_origin=cors_origin, shutdown_timeout=shutdown_timeout, api_key=api_key, default_model=default_model,
         xformers=xformers, models_dir=models_dir,
         device=device, offload=offload, max_models=max_models, demo=demo, max_pixels=max_pixels,
-        batch_window_ms=batch_window_ms, max_batch=max_batch, preload=preload, channels_last=channels_last,
+        batch_window_ms=batch_window_ms, max_batch=max_batch, max_streams=max_streams, preload=preload,
+        channels_last=channels_last,
         fuse_qkv=fuse_qkv, compile=compile, compile_mode=compile_mode, sdxl_vae=sdxl_vae,
         allow_model=allow_model, allow_any_model=allow_any_model,
     )

@@ -95,7 +95,7 @@ def _answer(service: "Service", store: ResultStore, kind: str, request: Any, fil
     """Translate, run through the job slots, and encode the OpenAI response (as events when streamed)."""
     pipeline, pico_request = _translate(service, kind, request, files)
     if partial_images is not None:
-        return stream_images(service, kind, pipeline, pico_request, request, partial_images)
+        return stream_images(service, kind, pipeline, pico_request, request, partial_images, PARAMS)
     _, generation = run_job(service, pipeline, pico_request, origin="openai")
     encoded = encoded_images(pipeline, pico_request, generation, request.output_format,
                              service.settings.png_compress_level)

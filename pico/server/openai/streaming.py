@@ -19,7 +19,7 @@ from PIL import Image
 from pico.errors import InvalidRequest, PicoError
 from pico.schemas.images import encode_image, to_base64
 from pico.server.connection import liveness
-from pico.server.errors import render, unexpected
+from pico.server.errors import in_protocol_terms, render, unexpected
 from pico.server.events.follow import JobWatcher, follow
 from pico.server.events.streams import (
     HEARTBEAT,
@@ -85,8 +85,11 @@ def partial_steps(count: int) -> Callable[[int, int], bool] | None:
 
 
 def stream_images(service: "Service", kind: str, pipeline: "PipelineInfo", pico_request: "GenerationRequest",
-                  request: Any, partial_images: int) -> EventStream:
-    """Run an OpenAI generation or edit as a job and answer with its partial and completed images as events."""
+                  request: Any, partial_images: int, params: dict[str, str]) -> EventStream:
+    """Run an OpenAI generation or edit as a job and answer with its partial and completed images as events.
+
+    ``params`` maps PICO field names to the OpenAI parameters they came from, for errors.
+    """
     prefix = "image_generation" if kind == "generations" else "image_edit"
     fmt = request.output_format
     quality = getattr(request, "quality", None)
@@ -117,13 +120,14 @@ def stream_images(service: "Service", kind: str, pipeline: "PipelineInfo", pico_
                         "partial_image_index": index, **common})
                 index += 1
         if run.done.is_set():
-            yield from _ending(service, run, prefix, common)
+            yield from _ending(service, run, prefix, common, params)
 
     return answer_with_stream(events(), lambda: finish_streamed_job(service, run), run.job)
 
 
-def _ending(service: "Service", run: StreamedJob, prefix: str, common: dict[str, Any]) -> Iterator[bytes]:
-    """One completed event per image, or the error event."""
+def _ending(service: "Service", run: StreamedJob, prefix: str, common: dict[str, Any],
+            params: dict[str, str]) -> Iterator[bytes]:
+    """One completed event per image, or the error event (in OpenAI's terms)."""
     if run.error is None:
         for b64, size in run.result:
             yield sse(f"{prefix}.completed", {"type": f"{prefix}.completed", "b64_json": b64,
@@ -133,5 +137,5 @@ def _ending(service: "Service", run: StreamedJob, prefix: str, common: dict[str,
     error = run.error
     if not isinstance(error, PicoError):
         error = unexpected(error, service.settings.verbose)
-    _, _, body = render(error, "openai", service.settings.verbose)
+    _, _, body = render(in_protocol_terms(error, params), "openai", service.settings.verbose)
     yield sse("error", {"type": "error", **body})

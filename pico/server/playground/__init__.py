@@ -29,16 +29,18 @@ def install(app: bottle.Bottle) -> None:
         bottle.response.set_header("Cache-Control", "no-cache")
         return _file("index.html")
 
-    def asset(name: str) -> str:
-        if name not in FILES:
-            raise bottle.HTTPError(404)
-        bottle.response.content_type = FILES[name]
-        bottle.response.set_header("Cache-Control", "no-cache")
-        return _file(name)
+    def asset(name: str):
+        def serve_file() -> str:
+            bottle.response.content_type = FILES[name]
+            bottle.response.set_header("Cache-Control", "no-cache")
+            return _file(name)
+
+        return serve_file
 
     doc = RouteDoc("The playground: a page to generate, watch and cancel from a browser", TAG,
                    response={"type": "string"}, response_type="text/html")
     app.route("/", "GET", page, doc=doc)
     app.route("/playground", "GET", page, doc=doc)
-    app.route("/playground/<name>", "GET", asset, doc=RouteDoc(
-        "The playground's script and style sheet", TAG, response={"type": "string"}, response_type="text/plain"))
+    for name, kind in FILES.items():
+        app.route(f"/playground/{name}", "GET", asset(name), doc=RouteDoc(
+            f"The playground's {name}", TAG, response={"type": "string"}, response_type=kind.split(";")[0]))

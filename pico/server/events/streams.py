@@ -101,7 +101,10 @@ class EventStream:
         self._closed = False
 
     def __iter__(self) -> Iterator[bytes]:
-        return self._events
+        try:
+            yield from self._events
+        finally:  # also when the body ends before its first event, where Bottle never calls close()
+            self.close()
 
     def close(self) -> None:
         """Called by the WSGI server when the response ends or its client went away."""

@@ -29,7 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 # Published denoising rates (steps/s, fp16, one H100; stable-fast's README): a step's length on a GPU.
 GPU_STEP_SECONDS = {"SD 1.5 512x512": 1 / 54.5, "SDXL 1024x1024": 1 / 14.9}
-SHAPES = {"SD 1.5 512x512": (1, 4, 64, 64), "SDXL 1024x1024": (1, 4, 128, 128), "SD 1.5 512x512, 4 images": (4, 4, 64, 64)}
+SHAPES = {"SD 1.5 512x512": (1, 4, 64, 64), "SDXL 1024x1024": (1, 4, 128, 128),
+          "SD 1.5 512x512, 4 images": (4, 4, 64, 64)}
 
 
 class _Pipe:

@@ -311,7 +311,9 @@ class Jobs:
         """A waiting job's place in the queue (1: next to run), counting the requests ahead; 0 when not waiting."""
         if job.state != JobState.QUEUED or job.finished is not None:
             return 0
-        return self.slots.place(lambda waiter: waiter is job or any(j is job for j, _ in getattr(waiter, "members", ())))
+        # A waiter is the job itself, or a forming batch that holds it among its members.
+        return self.slots.place(
+            lambda waiter: waiter is job or any(member is job for member, _ in getattr(waiter, "members", ())))
 
     def cancel(self, job_id: str) -> Job:
         """Cancel a job: a queued one leaves the queue at once, a running one stops at its next step."""

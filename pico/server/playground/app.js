@@ -290,6 +290,7 @@ function onEvent(job, name, data) {
     setRun("queued", text, 0, 1);
   } else if (name === "started") {
     setRun("running", "Loading the model and starting…", 0, 1);
+    refreshServer();
   } else if (name === "step") {
     const rate = data.StepsPerSecond ? ` · ${data.StepsPerSecond.toFixed(1)} steps/s` : "";
     const left = data.SecondsLeft !== null && data.SecondsLeft !== undefined ? ` · ${duration(data.SecondsLeft)} left` : "";

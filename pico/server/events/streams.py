@@ -184,6 +184,9 @@ def finish_streamed_job(service: "Service", run: StreamedJob) -> None:
     if not run.done.is_set():
         log.info("job %s: its event stream's client went away; cancelling it", job.id)
         service.jobs.cancel(job.id)
+    else:
+        log.info("job %s: streamed to the end (%s, %d image(s), %.3fs)", job.id, job.state.value, job.images,
+                 job.elapsed)
 
 
 def progress_event(update: Update) -> bytes:

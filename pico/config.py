@@ -60,6 +60,7 @@ class Settings:
     header_timeout: int = 10
     public_url: str | None = None
     trust_proxy: bool = False
+    max_streams: int = 16
     faults: str = ""
 
     def __post_init__(self) -> None:
@@ -83,6 +84,7 @@ class Settings:
         _check(self.header_timeout, 1, 3600, "header-timeout")
         if self.public_url is not None:
             object.__setattr__(self, "public_url", _public_url(self.public_url))
+        _check(self.max_streams, 0, 1000, "max-streams")
         if self.compile_mode not in COMPILE_MODES:
             raise InvalidRequest(f"compile-mode must be one of {', '.join(COMPILE_MODES)}, got {self.compile_mode!r}",
                                  field="compile-mode")

@@ -71,6 +71,9 @@ def serve(
     trust_proxy: Annotated[Optional[bool], flag(
         "--trust-proxy", help="Build links from X-Forwarded-Host and X-Forwarded-Proto (only without "
         "--public-url; only behind a proxy that sets them).", panel=SERVER)] = None,
+    max_streams: Annotated[Optional[int], flag(
+        "--max-streams", help="Event streams (GET /api/v1/jobs/<id>/events) open at once; each holds a server "
+        "thread. Beyond: 503.", default="16", panel=SERVER)] = None,
     preload: Annotated[Optional[list[str]], flag(
         "--preload", help="Load this model (and run a short warm-up generation) before serving; repeatable.",
         panel=SPEED, many=True)] = None,
@@ -115,7 +118,8 @@ def serve(
         cors_origin=cors_origin, shutdown_timeout=shutdown_timeout, api_key=api_key, default_model=default_model,
         xformers=xformers, models_dir=models_dir,
         device=device, offload=offload, max_models=max_models, demo=demo, max_pixels=max_pixels,
-        batch_window_ms=batch_window_ms, max_batch=max_batch, preload=preload, channels_last=channels_last,
+        batch_window_ms=batch_window_ms, max_batch=max_batch, max_streams=max_streams, preload=preload,
+        channels_last=channels_last,
         fuse_qkv=fuse_qkv, compile=compile, compile_mode=compile_mode, sdxl_vae=sdxl_vae,
         allow_model=allow_model, allow_any_model=allow_any_model, max_header_kb=max_header_kb,
         header_timeout=header_timeout, public_url=public_url, trust_proxy=trust_proxy,

@@ -20,9 +20,14 @@ CANCEL_GRACE = 10  # seconds a cancelled generation gets to reach its next step
 
 
 def http_threads(settings: Settings) -> int:
-    """Worker threads: one per request a slot can run (a batch holds several) and per queue place, plus spares."""
+    """Worker threads: one per request a slot can run (a batch holds several), per queue place and per event
+    stream (Cheroot gives a streaming response its thread for its whole life), plus spares for everything else.
+
+    A generation answered as a stream holds its thread just as long as one answered at the end, so it is
+    counted by the slots and the queue; only followers of jobs (``--max-streams``) need threads of their own.
+    """
     per_slot = settings.max_batch if settings.batch_window_ms else 1
-    return settings.threadsmax * per_slot + settings.queue + SPARE_HTTP_THREADS
+    return settings.threadsmax * per_slot + settings.queue + settings.max_streams + SPARE_HTTP_THREADS
 
 
 def serve(settings: Settings) -> int:
@@ -55,6 +60,7 @@ def serve(settings: Settings) -> int:
     host, port = server.bind_addr[:2]
     log.info("PICO %s listening on http://%s:%s (device %s, %d slot(s), queue %d)",
              _version(), host, port, service.engine.device, settings.threadsmax, settings.queue)
+    log.info("playground: open %s in a browser", playground_url(host, port))
     if not settings.api_key and not _is_loopback(settings.host):
         log.warning("no API key set and listening on %s: anyone who can reach this port can use the GPU "
                     "(set --api-key or PICO_API_KEY)", settings.host)
@@ -84,6 +90,15 @@ def _cancel_late(jobs, timeout: int) -> None:
     running = jobs.cancel_running()
     if running:
         log.warning("cancelled %d generation(s) still running after %ss", running, timeout)
+
+
+def playground_url(host: str, port: int) -> str:
+    """The page's address as a browser on this machine reaches it (a wildcard address is reached on loopback)."""
+    if host in ("0.0.0.0", "", "::"):
+        host = "127.0.0.1"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}/"
 
 
 def _is_loopback(host: str) -> bool:

@@ -34,6 +34,7 @@ from pico.server.openai.schemas import (
     OpenAIImagesResponse,
 )
 from pico.server.openai.store import ResultStore
+from pico.server.openai.streaming import partial_images_asked, stream_images
 from pico.server.openapi import RouteDoc
 
 if TYPE_CHECKING:
@@ -58,12 +59,14 @@ def install(app: bottle.Bottle, service: "Service") -> None:
     store = ResultStore()
 
     def generations() -> str:
-        request = fields.parse(ImageGenerationRequest, read_json_body(service))
-        return _answer(service, store, "generations", request, {})
+        body = read_json_body(service)
+        request = fields.parse(ImageGenerationRequest, body)
+        return _answer(service, store, "generations", request, {}, partial_images_asked(body))
 
     def edits() -> str:
         form, files = _multipart(service, ImageEditRequest)
-        return _answer(service, store, "edits", fields.parse(ImageEditRequest, form), files)
+        return _answer(service, store, "edits", fields.parse(ImageEditRequest, form), files,
+                       partial_images_asked(form))
 
     def variations() -> str:
         form, files = _multipart(service, ImageVariationRequest)
@@ -90,9 +93,12 @@ def install(app: bottle.Bottle, service: "Service") -> None:
                            errors="openai"))
 
 
-def _answer(service: "Service", store: ResultStore, kind: str, request: Any, files: dict[str, bytes]) -> str:
-    """Translate, run through the job slots, and encode the OpenAI response."""
+def _answer(service: "Service", store: ResultStore, kind: str, request: Any, files: dict[str, bytes],
+            partial_images: int | None = None) -> Any:
+    """Translate, run through the job slots, and encode the OpenAI response (as events when streamed)."""
     pipeline, pico_request = _translate(service, kind, request, files)
+    if partial_images is not None:
+        return stream_images(service, kind, pipeline, pico_request, request, partial_images, PARAMS)
     base = _public_base(service.settings) + "/v1/images/files" if request.response_format == "url" else ""
     _, generation = run_job(service, pipeline, pico_request, origin="openai")
     encoded = encoded_images(pipeline, pico_request, generation, request.output_format,

@@ -56,6 +56,12 @@ class Settings:
     preload: tuple[str, ...] = ()
     shutdown_timeout: int = 60
     faults: str = ""
+    # --ray: generations run on a Ray Serve deployment of engines (pico/ray/); "" runs them here
+    ray: str = ""  # local, auto, ray://host:10001 or a GCS host:port
+    replicas: int = 1
+    min_replicas: int = 0
+    max_replicas: int = 0  # > 0: Serve autoscales between min_replicas and max_replicas
+    ray_app: str = "pico"  # the Serve application's name in the cluster
 
     def __post_init__(self) -> None:
         for name in ("models_dir", "cache_dir"):
@@ -74,6 +80,10 @@ class Settings:
         _check(self.shutdown_timeout, 0, 3600, "shutdown-timeout")
         _check(self.batch_window_ms, 0, 5000, "batch-window-ms")
         _check(self.max_batch, 1, 64, "max-batch")
+        _check(self.replicas, 1, 1000, "replicas")
+        _check(self.max_replicas, 0, 1000, "max-replicas")
+        if self.max_replicas:
+            _check(self.min_replicas, 0, self.max_replicas, "min-replicas")
         if self.compile_mode not in COMPILE_MODES:
             raise InvalidRequest(f"compile-mode must be one of {', '.join(COMPILE_MODES)}, got {self.compile_mode!r}",
                                  field="compile-mode")
@@ -91,6 +101,11 @@ class Settings:
         device = self.device
         if not (device in ("auto", "cpu", "cuda", "mps") or (device.startswith("cuda:") and device[5:].isdigit())):
             raise InvalidRequest(f"device must be {DEVICES_HELP}; got {device!r}", field="device")
+
+    @property
+    def generation_slots(self) -> int:
+        """Generations that may run at once: --threadsmax, times the most replicas with --ray."""
+        return self.threadsmax * (max(self.replicas, self.max_replicas) if self.ray else 1)
 
     @property
     def models_root(self) -> Path | None:

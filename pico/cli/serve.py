@@ -23,6 +23,7 @@ from pico.cli.app import (
 
 SERVER = "Server"
 SPEED = "Speed-ups (GPU)"
+RAY = "More than one machine (Ray)"
 
 
 @app.command()
@@ -78,6 +79,18 @@ def serve(
     max_pixels: Annotated[Optional[int], flag(
         "--max-pixels", help="Largest input image and Width x Height, in pixels.", default="4194304 = 2048x2048",
         panel=SERVER)] = None,
+    ray: Annotated[Optional[str], flag(
+        "--ray", help="Run the generations on a Ray cluster: local (start one on this machine), auto (the one "
+        "'ray start --head' made) or ray://host:10001. Needs pip install 'pico[ray]'.", panel=RAY)] = None,
+    replicas: Annotated[Optional[int], flag(
+        "--replicas", help="With --ray: engine replicas, each on one GPU (or a share of the CPUs) with "
+        "--threadsmax slots and its own --max-models cache.", default="1", panel=RAY)] = None,
+    min_replicas: Annotated[Optional[int], flag(
+        "--min-replicas", help="With --ray and --max-replicas: the fewest replicas Serve's autoscaling keeps.",
+        default="0", panel=RAY)] = None,
+    max_replicas: Annotated[Optional[int], flag(
+        "--max-replicas", help="With --ray: autoscale between --min-replicas and this many replicas on ongoing "
+        "requests (instead of a fixed --replicas).", panel=RAY)] = None,
     xformers: Xformers = None,
     models_dir: ModelsDir = None,
     allow_model: AllowModel = None,
@@ -106,6 +119,7 @@ def serve(
         batch_window_ms=batch_window_ms, max_batch=max_batch, preload=preload, channels_last=channels_last,
         fuse_qkv=fuse_qkv, compile=compile, compile_mode=compile_mode, sdxl_vae=sdxl_vae,
         allow_model=allow_model, allow_any_model=allow_any_model,
+        ray=ray, replicas=replicas, min_replicas=min_replicas, max_replicas=max_replicas,
     )
     from pico.server.serve import serve as run_server
 

@@ -67,22 +67,34 @@ class ClusterSession(Session):
 
 def run_batch_jobs(jobs: list["BatchJob"], results: dict[int, "Result"], file: Path, common: "Common",
                    settings: Settings, force: bool, fail_fast: bool) -> int:
-    """Run the valid jobs on the cluster, as many at once as there are slots; 130 when interrupted, else 0."""
+    """Run the valid jobs on the cluster, as many at once as there are slots; 130 when interrupted, else 0.
+
+    Jobs already done are skipped first, so a finished batch run again needs no cluster at all.
+    """
+    from pico.cli.batch import completed
     from pico.ray.backend import RayBackend
     from pico.ray.cluster import connect
 
+    if not force:
+        for job in jobs:
+            done = completed(common.out / job.id, job)
+            if done is not None:
+                results[job.line].status, results[job.line].outputs = "skipped", done
+        jobs = [job for job in jobs if results[job.line].status != "skipped"]
+        if not jobs:
+            return 0
     cluster = connect(settings)
     try:
         backend = RayBackend(settings, cluster)
         with ClusterSession(common, settings, backend) as session:
-            return _run_all(session, jobs, results, file, common, settings, force, fail_fast)
+            return _run_all(session, jobs, results, file, common, settings, fail_fast)
     finally:
         cluster.close(delete_app=cluster.deployed)  # a batch that deployed the engines frees their GPUs
 
 
 def _run_all(session: ClusterSession, jobs: list["BatchJob"], results: dict[int, "Result"], file: Path,
-             common: "Common", settings: Settings, force: bool, fail_fast: bool) -> int:
-    from pico.cli.batch import completed, fail, run_batch_job
+             common: "Common", settings: Settings, fail_fast: bool) -> int:
+    from pico.cli.batch import fail, run_batch_job
 
     counter = session.view.counter(f"batch on {settings.generation_slots} slot(s)", total=len(jobs))
     stop = threading.Event()  # --fail-fast after a failure, or Ctrl-C: start no more jobs
@@ -93,11 +105,7 @@ def _run_all(session: ClusterSession, jobs: list["BatchJob"], results: dict[int,
         result = results[job.line]
         folder = common.out / job.id
         try:
-            done = None if force else completed(folder, job)
-            if done is not None:
-                result.status, result.outputs = "skipped", done
-            else:
-                run_batch_job(session, job, file, folder, settings.max_pixels, result)
+            run_batch_job(session, job, file, folder, settings.max_pixels, result)
         except PicoError as exc:
             fail(result, exc)
         except Exception as exc:  # noqa: BLE001  (a bug or a library failure: report it, go on)

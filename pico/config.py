@@ -57,7 +57,7 @@ class Settings:
     shutdown_timeout: int = 60
     faults: str = ""
     # --ray: generations run on a Ray Serve deployment of engines (pico/ray/); "" runs them here
-    ray: str = ""  # local, auto, ray://host:10001 or a GCS host:port
+    ray: str = ""  # local, auto or the head's GCS host:port
     replicas: int = 1
     min_replicas: int = 0
     max_replicas: int = 0  # > 0: Serve autoscales between min_replicas and max_replicas

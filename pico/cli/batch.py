@@ -89,7 +89,7 @@ def batch(
         show_default=False)] = None,
     ray: Annotated[str | None, typer.Option(
         "--ray", help="Spread the jobs over a Ray cluster's replicas: local (start one here), auto or "
-        "ray://host:10001. Images are written here, as in a local run. Needs pip install 'pico[ray]'.",
+        "HEAD:6379. Images are written here, as in a local run. Needs pip install 'pico[ray]'.",
         metavar="ADDRESS", show_default=False)] = None,
     replicas: Annotated[int | None, typer.Option(
         "--replicas", help="With --ray: engine replicas (each a GPU, or a share of the CPUs). [default: 1]",

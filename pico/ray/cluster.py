@@ -1,13 +1,15 @@
 """Join (or start) a Ray cluster, deploy PICO's Serve application on it, and leave it again.
 
-``--ray local`` starts a cluster on this machine and shuts it down on exit; ``auto``, ``ray://host:10001``
-or a GCS ``host:port`` join one that runs. The first front door deploys the application
-(``--ray-app``, default ``pico``); later front doors join the running one with its settings.
+``--ray local`` starts a cluster on this machine and shuts it down on exit; ``auto`` or a GCS
+``host:port`` join one that runs, as a driver. Ray Client (``ray://``) is refused: it cannot
+stream Serve calls, and generations stream their steps back. The first front door deploys the application
+(``PICO_RAY_APP``, default ``pico``); later front doors join the running one with its settings.
 """
 
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -21,9 +23,10 @@ LOCAL = "local"
 NAMESPACE = "pico"
 LOCAL_OBJECT_STORE_BYTES = 512 * 2**20  # results are a few images: a small store keeps /dev/shm free
 RUNNING = ("RUNNING", "DEPLOYING")
+CONNECT_SECONDS = 5
 STOP_SECONDS = 30  # for Serve to stop its replicas (they finish what runs first)
 INSTALL_HINT = "Install the extra: pip install 'pico[ray]'"
-REACH_HINT = ("Start one with 'ray start --head' and use --ray auto, give its address (ray://host:10001 or host:6379), "
+REACH_HINT = ("Start one with 'ray start --head' and use --ray auto (on a node) or --ray HEAD:6379, "
               "or use --ray local for a cluster on this machine.")
 
 
@@ -82,6 +85,12 @@ def connect(settings: Settings) -> Cluster:
     for name in ("ray", "ray.serve"):
         logging.getLogger(name).setLevel(logging.DEBUG if settings.verbose else logging.WARNING)
     address = settings.ray
+    if address.startswith("ray://"):
+        raise InvalidRequest(
+            f"--ray {address}: Ray Client (ray://) cannot stream Serve calls, which PICO needs for progress and "
+            "cancel", field="ray",
+            hint="Join as a driver instead: --ray auto on a cluster node, or --ray HOST:6379 (the head's GCS "
+                 "address) from a machine that can reach the cluster's nodes.")
     started = address == LOCAL
     options: dict[str, Any] = {"namespace": NAMESPACE, "logging_level": logging.WARNING}
     if started:
@@ -89,6 +98,8 @@ def connect(settings: Settings) -> Cluster:
     else:
         options["address"] = address
     try:
+        if not started:
+            _check_reachable(address)  # ray.init itself retries an address that does not answer for minutes
         ray.init(**options)
     except Exception as exc:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError, ValueError...
         raise ClusterUnavailable(f"Cannot reach the Ray cluster at {address}: {_first_line(exc)}",
@@ -146,6 +157,18 @@ def replica_resources(settings: Settings, cluster: dict[str, float]) -> tuple[di
                              field="device")
     most = max(settings.replicas, settings.max_replicas)
     return {"num_cpus": max(1, int(cluster.get("CPU", 1) // most))}, settings
+
+
+def _check_reachable(address: str) -> None:
+    """Fail within seconds when nothing listens at the cluster's address (``auto``: the one Ray recorded)."""
+    from ray._private.services import canonicalize_bootstrap_address  # auto: RAY_ADDRESS, or the last cluster
+
+    target = canonicalize_bootstrap_address(address) or ""
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        return  # an address form Ray knows and this check does not: let Ray judge it
+    with socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_SECONDS):
+        pass
 
 
 def _app_running(app: str) -> bool:

@@ -1,0 +1,123 @@
+"""pico serve --ray: throughput of one versus two replicas, and what the Ray path adds to a request.
+
+Each run starts a local Ray cluster with one CPU per replica (so every replica computes on one
+core), puts ``pico serve --ray`` in front of it, and keeps every replica busy with
+``--clients`` concurrent clients per replica. The added latency compares sequential requests
+through the embedded server (``pico serve``, which computes on all cores but one: one core here
+on a two-core machine) with the same requests through one replica. On a host with GPUs, pass
+``--device cuda --replicas 1 2 4 8`` for images/s per GPU count (a replica per GPU).
+
+    python benchmarks/ray_throughput.py [--replicas 1 2] [--requests 60] [--steps 20] [--out benchmarks/results]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import Server, machine, summary, table, time_calls, tiny_models, write_results  # noqa: E402
+
+GIB = 2**30
+
+
+def body(steps: int) -> dict:
+    return {"Phrase": "ginger cat", "Steps": steps, "Width": 64, "Height": 64, "Seed": 1}
+
+
+def sequential(server: Server, steps: int, repeat: int) -> list[float]:
+    """Seconds per request, one at a time, warm."""
+    def post() -> None:
+        status, _, reply = server.request("POST", "/api/v1/stable-diffusion", body(steps))
+        assert status == 200, reply[:300]
+
+    return time_calls(post, repeat, warm_up=3)
+
+
+def throughput(server: Server, steps: int, clients: int, requests: int) -> float:
+    """Images per second with ``clients`` clients sending ``requests`` requests in all."""
+    left = [requests]
+    lock = threading.Lock()
+    failures: list[int] = []
+
+    def client() -> None:
+        while True:
+            with lock:
+                if left[0] == 0:
+                    return
+                left[0] -= 1
+            status, _, _ = server.request("POST", "/api/v1/stable-diffusion", body(steps))
+            if status != 200:
+                failures.append(status)
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - started
+    assert not failures, failures
+    return requests / seconds
+
+
+def on_ray(models: Path, replicas: int, device: str, args: argparse.Namespace) -> dict:
+    """Throughput (and, with one replica, sequential latency) through pico serve --ray on a fresh cluster."""
+    import ray
+    from ray import serve
+
+    temp = tempfile.mkdtemp(prefix="pico-bench-ray-", dir="/tmp")
+    resources = {"num_gpus": replicas} if device == "cuda" else {}
+    context = ray.init(num_cpus=replicas if device == "cpu" else None, object_store_memory=GIB // 2,
+                       include_dashboard=False, _temp_dir=temp, **resources)
+    try:
+        flags = ["--ray", context.address_info["gcs_address"], "--replicas", str(replicas), "--queue", "64",
+                 "--models-dir", str(models), "--device", device]
+        with Server(*flags) as server:
+            throughput(server, args.steps, replicas * args.clients, 4 * replicas)  # every replica loads the model
+            result = {"replicas": replicas,
+                      "images_per_s": throughput(server, args.steps, replicas * args.clients, args.requests)}
+            if replicas == 1:
+                result["latency"] = {steps: summary(sequential(server, steps, args.repeat)) for steps in (2, 20)}
+        return result
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--replicas", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--requests", type=int, default=60, help="requests per throughput run")
+    parser.add_argument("--clients", type=int, default=2, help="concurrent clients per replica")
+    parser.add_argument("--steps", type=int, default=20, help="denoising steps per throughput request")
+    parser.add_argument("--repeat", type=int, default=30, help="sequential requests per latency run")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    models = tiny_models()
+
+    with Server("--models-dir", str(models), "--device", args.device) as server:
+        embedded = {steps: summary(sequential(server, steps, args.repeat)) for steps in (2, 20)}
+    runs = [on_ray(models, replicas, args.device, args) for replicas in args.replicas]
+
+    base = runs[0]["images_per_s"]
+    rows = [[run["replicas"], round(run["images_per_s"], 2), f"{run['images_per_s'] / base:.2f}x"] for run in runs]
+    markdown = "Throughput (tiny SD 1, 64x64, {} steps, {} clients per replica, {}):\n\n".format(
+        args.steps, args.clients, args.device) + table(["Replicas", "Images/s", "Speed-up"], rows)
+    one = next((run for run in runs if run["replicas"] == 1), None)
+    if one is not None:
+        latency_rows = [[steps, embedded[steps]["p50_ms"], one["latency"][steps]["p50_ms"],
+                         one["latency"][steps]["p50_ms"] - embedded[steps]["p50_ms"]] for steps in (2, 20)]
+        markdown += "\n\nAdded latency of the Ray path at one replica (sequential requests, p50 ms):\n\n" + table(
+            ["Steps", "Embedded", "Ray, 1 replica", "Added"], latency_rows)
+    write_results("ray-throughput", {"machine": machine(), "embedded": embedded, "ray": runs}, markdown, args.out)
+
+
+if __name__ == "__main__":
+    main()

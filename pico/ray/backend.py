@@ -158,6 +158,7 @@ class RemoteCall:
         self.id = uuid.uuid4().hex
         self.interrupted = False
         self.replica = ""  # the replica that took the call
+        self.done = 0  # the last step seen
 
     def run(self) -> list[Generation]:
         """Send the call (trying again when Serve's back-pressure may have been a burst), then follow it."""
@@ -215,9 +216,15 @@ class RemoteCall:
             raise _translate(value)
 
     def _step(self, done: int, total: int) -> None:
-        if self.on_step is not None and self.on_step(done, total) and not self.interrupted:
-            self.interrupted = True  # end denoising now, keeping the images: the replica must hear it
-            self.backend.tell_board("signal_call", self.id, "interrupt")
+        """A step reached the replica; the steps since the last one it sent are counted here too."""
+        if self.on_step is None:
+            return
+        first = self.done + 1 if self.done < done else done  # a new generation of the call starts at step 1
+        self.done = done
+        for step in range(first, done + 1):
+            if self.on_step(step, total) and not self.interrupted:
+                self.interrupted = True  # end denoising now, keeping the images: the replica must hear it
+                self.backend.tell_board("signal_call", self.id, "interrupt")
 
 
 class _Refused(Exception):

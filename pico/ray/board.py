@@ -63,9 +63,13 @@ class Board:
         """Leave ``kind`` (interrupt) for the replica running ``call_id``."""
         self._call_signals.setdefault(call_id, (time.monotonic(), set()))[1].add(kind)
 
-    async def sync_door(self, door: str, records: list[Record]) -> dict[str, list[str]]:
-        """A front door's jobs (new or changed); returns the signals other front doors left for them."""
+    async def sync_door(self, door: str, records: list[Record], forget: list[str] = ()) -> dict[str, list[str]]:
+        """A front door's jobs (new or changed, and ``forget``: refused ones); returns the signals left for them."""
         self._doors[door] = time.monotonic()
+        for job_id in forget:
+            self._active.pop(job_id, None)
+            self._finished.pop(job_id, None)
+            self._job_signals.pop(job_id, None)
         for record in records:
             job_id = record["id"]
             record = {**record, "door": door}

@@ -33,6 +33,7 @@ REPLICA = "PicoEngine"
 BOARD = "PicoBoard"
 POLL_SECONDS = 0.1  # how often a replica that generates collects its signals from the board
 HEARTBEAT_SECONDS = 1.0  # how often an idle replica tells the board it is there
+STEP_INTERVAL = 0.05  # seconds: steps stream back at most this often (each item crosses processes)
 QUIET_LOGS = {"enable_access_log": False, "log_level": "WARNING"}
 
 
@@ -70,6 +71,7 @@ class ReplicaBase:
         self._lock = threading.Lock()  # busy and calls change on generation threads and the event loop
         self._executor = ThreadPoolExecutor(settings.threadsmax, thread_name_prefix="pico-generate")
         self._wake = threading.Event()
+        self._idle = True  # the reporter has no call to watch and sleeps HEARTBEAT_SECONDS
         self._stop = threading.Event()
         self.engine.warm_up(settings.preload)
         threading.Thread(target=self._report_forever, name="pico-report", daemon=True).start()
@@ -96,8 +98,13 @@ class ReplicaBase:
             except RuntimeError:  # the replica is shutting down: nobody listens any more
                 pass
 
+        sent = [0.0]
+
         def on_step(done: int, total: int) -> bool:
-            send(("step", done, total))
+            now = time.monotonic()
+            if now - sent[0] >= STEP_INTERVAL or done in (1, total):  # the caller counts the steps in between
+                sent[0] = now
+                send(("step", done, total))
             if call.cancelled.is_set():
                 raise Cancelled(f"Generation stopped at step {done} of {total}: its caller gave up")
             return call.interrupted
@@ -114,12 +121,13 @@ class ReplicaBase:
                 with self._lock:
                     self.busy -= 1
                     self.calls.pop(call_id, None)
-                self._wake.set()
+                # the reporter, polling while calls run, tells the board within POLL_SECONDS
 
         with self._lock:
             self.busy += 1
             self.calls[call_id] = call
-        self._wake.set()
+        if self._idle:  # the reporter sleeps long while nothing runs: report this call now
+            self._wake.set()
         yield ("started", {"replica": self.id, "node": _node()})
         loop.run_in_executor(self._executor, work)
         try:
@@ -147,6 +155,7 @@ class ReplicaBase:
     def _report_forever(self) -> None:
         """Tell the board how this replica is, and collect the signals for its running calls."""
         while not self._stop.is_set():
+            running: list[str] = []
             try:
                 with self._lock:
                     running = list(self.calls)
@@ -157,7 +166,8 @@ class ReplicaBase:
                         call.interrupted = True
             except Exception as exc:  # noqa: BLE001 - the board restarts with its deployment; keep trying
                 log.debug("cannot reach the board: %s", exc)
-            self._wake.wait(POLL_SECONDS if self.calls else HEARTBEAT_SECONDS)
+            self._idle = not running and not self.calls
+            self._wake.wait(HEARTBEAT_SECONDS if self._idle else POLL_SECONDS)
             self._wake.clear()
 
     def __del__(self) -> None:

@@ -17,7 +17,7 @@ import uuid
 from typing import TYPE_CHECKING, Any, Sequence
 
 from pico.config import Settings
-from pico.errors import NotFound, PicoError
+from pico.errors import Busy, NotFound, PicoError
 from pico.jobs import Job, Jobs, JobState
 from pico.schemas.results import Generation
 
@@ -28,7 +28,6 @@ log = logging.getLogger("pico")
 
 PUBLISH_SECONDS = 0.2  # while this front door has active jobs
 IDLE_SECONDS = 2.0  # a heartbeat otherwise (the board forgets front doors silent for 10 s)
-MIN_GAP_SECONDS = 0.05  # at most this often, however many jobs change
 
 
 class ClusterJobs(Jobs):
@@ -45,7 +44,9 @@ class ClusterJobs(Jobs):
         self.door = uuid.uuid4().hex[:12]
         self._calling = threading.local()  # the jobs a generation thread is about to run
         self._ended: list[Job] = []
+        self._refused: list[str] = []
         self._wake = threading.Event()
+        self._idle = True  # the publisher has nothing to publish and sleeps IDLE_SECONDS
         self._stop = threading.Event()
         backend.tracker = self
         threading.Thread(target=self._publish_forever, name="pico-publish", daemon=True).start()
@@ -61,7 +62,8 @@ class ClusterJobs(Jobs):
         if not getattr(calling, "collecting", False):
             calling.jobs, calling.collecting = [], True
         calling.jobs.append(job)
-        self._wake.set()
+        if self._idle:  # the publisher sleeps long while nothing runs: publish this job now
+            self._wake.set()
 
     def current(self) -> list[Job]:
         """The jobs the calling thread's generation is for (those start() saw last on this thread)."""
@@ -75,14 +77,16 @@ class ClusterJobs(Jobs):
             for job in jobs:
                 if job.finished is None and job.state == JobState.QUEUED:
                     job.state, job.started = JobState.RUNNING, time.time()
-        self._wake.set()
 
     def settle(self, job: Job, error: BaseException | None, generations: Sequence[Generation] = ()) -> None:
-        """Record how a job ended, and publish it."""
+        """Record how a job ended, and publish it; one the cluster refused was never a job (as without Ray)."""
         super().settle(job, error, generations)
         with self._lock:
-            self._ended.append(job)
-        self._wake.set()
+            if type(error) is Busy:  # Serve's back-pressure, or this front door shutting down
+                self._finished.pop(job.id, None)
+                self._refused.append(job.id)
+            else:
+                self._ended.append(job)  # published with the next sync, within PUBLISH_SECONDS
 
     # What the routes read and ask, across front doors.
 
@@ -149,17 +153,22 @@ class ClusterJobs(Jobs):
             active = Jobs.active(self)
             with self._lock:
                 ended, self._ended = self._ended, []
+                refused, self._refused = self._refused, []
             try:
-                signals = self.backend.board("sync_door", self.door, [record_of(job) for job in active + ended])
+                signals = self.backend.board("sync_door", self.door, [record_of(job) for job in active + ended],
+                                             refused)
             except PicoError as exc:
                 with self._lock:
                     self._ended = ended + self._ended  # published next time
+                    self._refused = refused + self._refused
                 log.debug("cannot publish jobs: %s", exc.message)
                 signals = {}
             for job_id, kinds in signals.items():
                 self._apply(job_id, kinds)
-            self._stop.wait(MIN_GAP_SECONDS)
-            self._wake.wait(PUBLISH_SECONDS if active else IDLE_SECONDS)
+            # Changes are published on this beat, not as they happen: each publish is a cluster call,
+            # and a busy front door's jobs change many times a second.
+            self._idle = not active and not Jobs.active(self)
+            self._wake.wait(PUBLISH_SECONDS if not self._idle else IDLE_SECONDS)
             self._wake.clear()
 
     def _apply(self, job_id: str, kinds: list[str]) -> None:

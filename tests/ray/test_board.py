@@ -44,6 +44,9 @@ def test_finished_jobs_are_bounded_and_a_late_update_never_revives_one(clock):
     run(board.sync_door("a", [job("3", "running")]))  # an update that was overtaken by the job's end
     assert run(board.job("3"))["state"] == "cancelled"
     assert run(board.active_jobs()) == []
+    run(board.sync_door("a", [job("4", state="queued")]))
+    run(board.sync_door("a", [], ["4"]))  # refused by Serve's back-pressure: it never was a job
+    assert run(board.job("4")) is None
 
 
 def test_a_signal_reaches_the_owning_front_door_once_and_no_other(clock):

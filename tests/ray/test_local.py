@@ -1,8 +1,10 @@
-"""``pico batch --ray local``: a cluster of its own, the same files and pixels as a local run, nothing left behind."""
+"""``--ray local``: a cluster of the command's own, the same pixels as a local run, nothing of Ray left behind."""
 
 from __future__ import annotations
 
 import json
+import signal
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,9 @@ import pytest
 from PIL import Image
 
 from tests.cli.conftest import run_pico, write_png
+from tests.ray.conftest import assert_no_ray_process_left
+from tests.ray.test_serve import wait_for
+from tests.server.live import LiveServer
 
 pytestmark = pytest.mark.ray
 
@@ -62,3 +67,24 @@ def test_batch_on_a_local_cluster_matches_a_local_run_pixel_for_pixel(tiny_model
     report = json.loads((tmp_path / "ray.json").read_text())
     assert (report["Done"], report["Skipped"]) == (0, 4)  # all done: no cluster was even started
     assert len(list((ray_temp / "ray").glob("session_2*"))) == 1  # the first run's cluster only
+
+
+def test_sigterm_lets_the_running_generation_finish_then_stops_the_local_cluster(tiny_models, tmp_path, ray_temp):
+    pytest.importorskip("ray")
+    live = LiveServer(tiny_models, "--ray", "local", env={"RAY_TMPDIR": str(ray_temp)}, log=tmp_path / "serve.log")
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            running = pool.submit(live.post, "/api/v1/stable-diffusion",
+                                  {"Phrase": "cat", "Steps": 60, "Width": 64, "Height": 64, "Seed": 3})
+            wait_for(lambda: live.get("/api/v1/status").json["Jobs"], lambda jobs: jobs and jobs[0]["Step"] > 0,
+                     what="the generation's first steps")
+            live.process.send_signal(signal.SIGTERM)
+            reply = running.result(timeout=120)
+        assert reply.status == 200, reply.body
+        assert [image["Metadata"]["Seed"] for image in reply.json["Images"]] == [3]
+        code = live.process.wait(120)  # it shuts the cluster down after the answer
+    finally:
+        live.stop()
+    assert code == 0, live.log_text()
+    assert "stopped" in live.log_text()
+    assert_no_ray_process_left(ray_temp)

@@ -70,6 +70,31 @@ def throughput(server: Server, steps: int, clients: int, requests: int) -> float
     return requests / seconds
 
 
+def path_overhead(models: Path, device: str, address: str, repeat: int) -> dict:
+    """Milliseconds a call spends outside the engine's own generation, through a local Engine and through Ray.
+
+    The difference is what the Ray path adds, free of how fast the generation itself ran (on a
+    crowded CPU, Ray's own processes slow the generation down too; that is not counted here).
+    """
+    from pico.catalog.pipelines import find_pipeline
+    from pico.config import Settings
+    from pico.pipelines.engine import Engine
+    from pico.ray.backend import RayBackend
+    from pico.ray.cluster import Cluster
+
+    settings = Settings(models_dir=models, device=device, ray=address)
+    request = find_pipeline("stable-diffusion").request_type.parse(body(2), 2048 * 2048)
+    engines = {"local": Engine(settings.replace(ray="")), "ray": RayBackend(settings, Cluster(address, "pico", False, False))}
+    outside: dict[str, list[float]] = {name: [] for name in engines}
+    for round_ in range(repeat + 3):
+        for name, engine in engines.items():
+            started = time.perf_counter()
+            generation = engine.generate(request)
+            if round_ >= 3:
+                outside[name].append(time.perf_counter() - started - generation.elapsed)
+    return {name: summary(values) for name, values in outside.items()}
+
+
 def on_ray(models: Path, replicas: int, device: str, args: argparse.Namespace) -> dict:
     """Throughput (and, with one replica, sequential latency) through pico serve --ray on a fresh cluster."""
     import ray
@@ -87,6 +112,8 @@ def on_ray(models: Path, replicas: int, device: str, args: argparse.Namespace) -
             result = {"replicas": replicas,
                       "images_per_s": throughput(server, args.steps, replicas * args.clients, args.requests)}
             if replicas == 1:
+                result["path_overhead"] = path_overhead(models, device, context.address_info["gcs_address"],
+                                                        args.repeat)
                 with Server("--models-dir", str(models), "--device", device) as embedded:
                     result["latency"] = {}
                     for steps in (2, 20):
@@ -127,6 +154,12 @@ def main() -> None:
             latency_rows.append([steps, embedded, ray_path, ray_path - embedded])
         markdown += ("\n\nAdded latency of the Ray path at one replica (sequential requests taking turns, p50 ms, "
                      "best round):\n\n") + table(["Steps", "Embedded", "Ray, 1 replica", "Added"], latency_rows)
+    overheads = [run["path_overhead"] for run in runs if "path_overhead" in run]
+    if overheads:
+        local = min(o["local"]["p50_ms"] for o in overheads)
+        remote = min(o["ray"]["p50_ms"] for o in overheads)
+        markdown += ("\n\nTime outside the generation itself (p50 ms, 2 steps, best round): local Engine "
+                     f"{local:.1f}, Ray path {remote:.1f}: the Ray path adds {remote - local:.1f} ms per request.")
     write_results("ray-throughput", {"machine": machine(), "runs": runs}, markdown, args.out)
 
 

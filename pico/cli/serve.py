@@ -81,7 +81,8 @@ def serve(
         panel=SERVER)] = None,
     ray: Annotated[Optional[str], flag(
         "--ray", help="Run the generations on a Ray cluster: local (start one on this machine), auto (the one "
-        "'ray start --head' made, on one of its nodes) or HEAD:6379 (its GCS address). Needs pip install 'pico[ray]'.", panel=RAY)] = None,
+        "'ray start --head' made, on one of its nodes) or HEAD:6379 (its GCS address). Needs pip install "
+        "'pico[ray]'.", panel=RAY)] = None,
     replicas: Annotated[Optional[int], flag(
         "--replicas", help="With --ray: engine replicas, each on one GPU (or a share of the CPUs) with "
         "--threadsmax slots and its own --max-models cache.", default="1", panel=RAY)] = None,

@@ -86,8 +86,12 @@ class ReplicaBase:
         from ray import serve
 
         model = serve.get_multiplexed_model_id()
-        if model:
-            await self.model(model)  # type: ignore[attr-defined]  # registers it with Serve's router
+        try:
+            if model:
+                await self.model(model)  # type: ignore[attr-defined]  # registers it with Serve's router
+        except PicoError as exc:
+            yield ("error", exc)
+            return
         loop = asyncio.get_running_loop()
         items: asyncio.Queue = asyncio.Queue()
         call = Call(call_id)
@@ -128,9 +132,9 @@ class ReplicaBase:
             self.calls[call_id] = call
         if self._idle:  # the reporter sleeps long while nothing runs: report this call now
             self._wake.set()
-        yield ("started", {"replica": self.id, "node": _node()})
-        loop.run_in_executor(self._executor, work)
+        loop.run_in_executor(self._executor, work)  # from here, work() alone gives the slot back
         try:
+            yield ("started", {"replica": self.id, "node": _node()})
             while True:
                 item = await items.get()
                 yield item

@@ -15,7 +15,8 @@ from tests.server.live import LiveServer
 def test_pico_serve_without_ray_never_imports_it(tiny_models, tmp_path):
     live = LiveServer(tiny_models, log=tmp_path / "serve.log")
     try:
-        assert live.post("/api/v1/stable-diffusion", {"Phrase": "cat", "Steps": 1, "Width": 64, "Height": 64}).status == 200
+        reply = live.post("/api/v1/stable-diffusion", {"Phrase": "cat", "Steps": 1, "Width": 64, "Height": 64})
+        assert reply.status == 200
         maps = Path(f"/proc/{live.process.pid}/maps").read_text()
     finally:
         assert live.stop() == 0

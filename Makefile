@@ -16,7 +16,7 @@ install: $(STAMP)
 $(STAMP):
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(VENV)/bin/python -m pip install --quiet -c constraints.txt "$(TORCH)" -e ".[test]"
+	$(VENV)/bin/python -m pip install --quiet -c constraints.txt "$(TORCH)" -e ".[test,ray]"
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 demo: install

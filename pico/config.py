@@ -62,6 +62,12 @@ class Settings:
     trust_proxy: bool = False
     max_streams: int = 16
     faults: str = ""
+    # --ray: generations run on a Ray Serve deployment of engines (pico/ray/); "" runs them here
+    ray: str = ""  # local, auto or the head's GCS host:port
+    replicas: int = 1
+    min_replicas: int = 0
+    max_replicas: int = 0  # > 0: Serve autoscales between min_replicas and max_replicas
+    ray_app: str = "pico"  # the Serve application's name in the cluster
 
     def __post_init__(self) -> None:
         for name in ("models_dir", "cache_dir"):
@@ -85,6 +91,10 @@ class Settings:
         if self.public_url is not None:
             object.__setattr__(self, "public_url", _public_url(self.public_url))
         _check(self.max_streams, 0, 1000, "max-streams")
+        _check(self.replicas, 1, 1000, "replicas")
+        _check(self.max_replicas, 0, 1000, "max-replicas")
+        if self.max_replicas:
+            _check(self.min_replicas, 0, self.max_replicas, "min-replicas")
         if self.compile_mode not in COMPILE_MODES:
             raise InvalidRequest(f"compile-mode must be one of {', '.join(COMPILE_MODES)}, got {self.compile_mode!r}",
                                  field="compile-mode")
@@ -102,6 +112,11 @@ class Settings:
         device = self.device
         if not (device in ("auto", "cpu", "cuda", "mps") or (device.startswith("cuda:") and device[5:].isdigit())):
             raise InvalidRequest(f"device must be {DEVICES_HELP}; got {device!r}", field="device")
+
+    @property
+    def generation_slots(self) -> int:
+        """Generations that may run at once: --threadsmax, times the most replicas with --ray."""
+        return self.threadsmax * (max(self.replicas, self.max_replicas) if self.ray else 1)
 
     @property
     def models_root(self) -> Path | None:

@@ -131,6 +131,23 @@ class OutOfMemory(PicoError):
     exit_code = 5
 
 
+class ReplicaFailed(Busy):
+    """The Ray replica running the generation died before it finished (``--ray``); a retry runs on another.
+
+    Answered like Busy (503 with Retry-After; 429 on the OpenAI routes): retrying is the fix.
+    """
+
+    code = "REPLICA_FAILED"
+    exit_code = 6
+
+
+class ClusterUnavailable(Busy):
+    """The Ray cluster cannot be reached (``--ray``): at start, or lost while serving; retry once it is back."""
+
+    code = "CLUSTER_UNAVAILABLE"
+    exit_code = 6
+
+
 class OutputError(PicoError):
     """An output folder or file cannot be written."""
 

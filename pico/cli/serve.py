@@ -23,6 +23,7 @@ from pico.cli.app import (
 
 SERVER = "Server"
 SPEED = "Speed-ups (GPU)"
+RAY = "More than one machine (Ray)"
 
 
 @app.command()
@@ -93,6 +94,19 @@ def serve(
     max_pixels: Annotated[Optional[int], flag(
         "--max-pixels", help="Largest input image and Width x Height, in pixels.", default="4194304 = 2048x2048",
         panel=SERVER)] = None,
+    ray: Annotated[Optional[str], flag(
+        "--ray", help="Run the generations on a Ray cluster: local (start one on this machine), auto (the one "
+        "'ray start --head' made, on one of its nodes) or HEAD:6379 (its GCS address). Needs pip install "
+        "'pico[ray]'.", panel=RAY)] = None,
+    replicas: Annotated[Optional[int], flag(
+        "--replicas", help="With --ray: engine replicas, each on one GPU (or a share of the CPUs) with "
+        "--threadsmax slots and its own --max-models cache.", default="1", panel=RAY)] = None,
+    min_replicas: Annotated[Optional[int], flag(
+        "--min-replicas", help="With --ray and --max-replicas: the fewest replicas Serve's autoscaling keeps.",
+        default="0", panel=RAY)] = None,
+    max_replicas: Annotated[Optional[int], flag(
+        "--max-replicas", help="With --ray: autoscale between --min-replicas and this many replicas on ongoing "
+        "requests (instead of a fixed --replicas).", panel=RAY)] = None,
     xformers: Xformers = None,
     models_dir: ModelsDir = None,
     allow_model: AllowModel = None,
@@ -123,6 +137,7 @@ def serve(
         fuse_qkv=fuse_qkv, compile=compile, compile_mode=compile_mode, sdxl_vae=sdxl_vae,
         allow_model=allow_model, allow_any_model=allow_any_model, max_header_kb=max_header_kb,
         header_timeout=header_timeout, public_url=public_url, trust_proxy=trust_proxy,
+        ray=ray, replicas=replicas, min_replicas=min_replicas, max_replicas=max_replicas,
     )
     from pico.server.serve import serve as run_server
 

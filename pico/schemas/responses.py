@@ -63,6 +63,21 @@ class JobStatus(DataClassJsonMixin):
 
 
 @dataclass
+class ReplicaStatus(DataClassJsonMixin):
+    """One engine replica of a server on Ray (pico serve --ray)."""
+
+    dataclass_json_config: ClassVar[dict] = PASCAL
+
+    id: str
+    node: str
+    pid: int
+    device: str
+    slots: int
+    slots_in_use: int
+    loaded_models: list[str]
+
+
+@dataclass
 class ServerStatus(DataClassJsonMixin):
     """The status route's body: slots, queue, loaded models, device and the jobs in flight."""
 
@@ -78,3 +93,4 @@ class ServerStatus(DataClassJsonMixin):
     version: str
     uptime_seconds: float
     jobs: list[JobStatus]
+    replicas: list[ReplicaStatus] = field(default_factory=list)  # with --ray: the engine replicas

@@ -35,15 +35,20 @@ CORS_EXPOSE = "X-Pico-Job, Retry-After"
 SERVER_TAG = "Server"
 
 
-def create_app(settings: Settings, engine: "Engine | None" = None) -> bottle.Bottle:
-    """The PICO WSGI app for ``settings``; pass ``engine`` to share one that exists."""
+def create_app(settings: Settings, engine: "Engine | None" = None, jobs: Jobs | None = None) -> bottle.Bottle:
+    """The PICO WSGI app for ``settings``; pass ``engine`` to share one that exists.
+
+    ``engine`` may be anything with Engine's methods, and ``jobs`` the Jobs that run on it
+    (``pico.ray`` passes its cluster backend and cluster-wide jobs).
+    """
     if engine is None:
         from pico.pipelines.engine import Engine
 
         engine = Engine(settings)
-    jobs = Jobs(engine.generate_batch, settings.threadsmax, settings.queue,
-                batch_window=settings.batch_window_ms / 1000, max_images=settings.max_batch,
-                batch_key=engine.batch_key)
+    if jobs is None:
+        jobs = Jobs(engine.generate_batch, settings.threadsmax, settings.queue,
+                    batch_window=settings.batch_window_ms / 1000, max_images=settings.max_batch,
+                    batch_key=engine.batch_key)
     service = Service(settings, engine, jobs)
     metrics = Metrics(service)
     app = bottle.Bottle(autojson=False)

@@ -41,7 +41,7 @@ class Metrics:
         jobs, engine = service.jobs, service.engine
         Gauge("pico_busy_slots", "Generation slots in use", registry=self.registry).set_function(
             lambda: jobs.counts()["SlotsInUse"])
-        Gauge("pico_slots", "Generation slots", registry=self.registry).set_function(lambda: jobs.slots.slots)
+        Gauge("pico_slots", "Generation slots", registry=self.registry).set_function(lambda: jobs.counts()["Slots"])
         Gauge("pico_queue_length", "Requests waiting for a slot", registry=self.registry).set_function(
             lambda: jobs.counts()["QueueLength"])
         Gauge("pico_loaded_models", "Models resident in memory", registry=self.registry).set_function(

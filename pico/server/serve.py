@@ -27,12 +27,18 @@ def http_threads(settings: Settings) -> int:
     counted by the slots and the queue; only followers of jobs (``--max-streams``) need threads of their own.
     """
     per_slot = settings.max_batch if settings.batch_window_ms else 1
-    return settings.threadsmax * per_slot + settings.queue + settings.max_streams + SPARE_HTTP_THREADS
+    ray_gate = 2 if settings.ray else 1  # pico.ray.jobs lets twice its slots and queue in, for Serve to refuse
+    return ray_gate * (settings.generation_slots * per_slot + settings.queue) + settings.max_streams + SPARE_HTTP_THREADS
 
 
 def serve(settings: Settings) -> int:
     """Serve until SIGTERM or Ctrl-C; running generations finish first (bounded). Returns the exit status."""
-    app = create_app(settings)
+    if settings.ray:  # generations run on a Ray cluster; Ray is imported only then
+        from pico.ray.server import create_ray_app
+
+        app = create_ray_app(settings)
+    else:
+        app = create_app(settings)
     service = app.config["pico.service"]
     service.engine.leave_a_core_free()
     service.engine.warm_up(settings.preload)

@@ -63,6 +63,20 @@ class JobStatus(DataClassJsonMixin):
 
 
 @dataclass
+class LoadedModelStatus(DataClassJsonMixin):
+    """What one resident model holds: its weights' precision, parameters and bytes, in all and per component."""
+
+    dataclass_json_config: ClassVar[dict] = PASCAL
+
+    model: str
+    precision: str
+    parameters: int
+    bytes: int
+    components: dict[str, int]  # component (transformer, text_encoder_2, vae...) -> bytes
+    placement: str  # the device, or "cpu, model offload to cuda" with --offload
+
+
+@dataclass
 class ServerStatus(DataClassJsonMixin):
     """The status route's body: slots, queue, loaded models, device and the jobs in flight."""
 
@@ -78,3 +92,4 @@ class ServerStatus(DataClassJsonMixin):
     version: str
     uptime_seconds: float
     jobs: list[JobStatus]
+    models: list[LoadedModelStatus] = field(default_factory=list)

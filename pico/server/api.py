@@ -11,7 +11,7 @@ from pico import __version__
 from pico.catalog.pipelines import PIPELINES, PipelineInfo
 from pico.schemas.images import to_base64
 from pico.schemas.requests import GenerationRequest
-from pico.schemas.responses import Health, JobStatus, PicoImage, PicoResponse, ServerStatus
+from pico.schemas.responses import Health, JobStatus, LoadedModelStatus, PicoImage, PicoResponse, ServerStatus
 from pico.schemas.results import Generation
 from pico.server.http import encoded_images, read_json_body, run_job, send_json
 from pico.server.openapi import RouteDoc
@@ -52,6 +52,7 @@ def status(service: "Service") -> ServerStatus:
         loaded_models=service.engine.loaded_models(), device=str(service.engine.device), version=__version__,
         uptime_seconds=round(time.time() - service.started, 1),
         jobs=[job.describe() for job in service.jobs.active()],
+        models=[LoadedModelStatus.from_dict(model) for model in service.engine.model_status()],
     )
 
 

@@ -131,10 +131,10 @@ def test_422_for_an_image_that_is_not_one(server):
 
 
 def test_404_for_unknown_routes(server):
-    reply = server.get("/api/v1/stable-diffusion-3")
+    reply = server.get("/api/v1/stable-diffusion-4")
     assert reply.status == 404
     assert reply.json == {"Error": {"Code": "NOT_FOUND",
-                                    "Message": "No route GET /api/v1/stable-diffusion-3; see GET /openapi.json "
+                                    "Message": "No route GET /api/v1/stable-diffusion-4; see GET /openapi.json "
                                                "for the routes"}}
 
 

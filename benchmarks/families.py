@@ -162,13 +162,15 @@ def main() -> None:
 
 def report(rows: dict, names: list[str], size: int, tiny: bool, results: dict, out: Path | None) -> None:
     """Write the rows measured so far as JSON and a markdown table (rows in b-f order)."""
+    def number(result: dict, key: str, digits: int) -> str:
+        return f"{result[key]:.{digits}f}" if result.get(key) is not None else "n/a"
+
     lines = []
     for name in names:
         for label, result in sorted(rows[name].items()):
-            def number(key: str, digits: int) -> str:
-                return f"{result[key]:.{digits}f}" if result.get(key) is not None else "n/a"
             lines.append([f"{name} {size}x{size}, {results['steps'][name]} steps", label,
-                          number("seconds_per_image", 3), number("steps_per_s", 2), number("peak_gib", 1)])
+                          number(result, "seconds_per_image", 3), number(result, "steps_per_s", 2),
+                          number(result, "peak_gib", 1)])
     markdown = table(["model", f"how ({'float32 CPU' if tiny else 'bfloat16'})", "s / image", "steps / s",
                       "peak GiB"], lines)
     write_results("families-tiny" if tiny else "families", results, markdown, out)

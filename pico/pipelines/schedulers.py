@@ -1,10 +1,16 @@
-"""Schedulers for one call, built from the sampler table (``pico.catalog.samplers``)."""
+"""Schedulers for one call, built from the sampler tables (``pico.catalog.samplers``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pico.catalog.samplers import SCHEDULERS
+from pico.catalog.samplers import FLOW_SCHEDULERS, SCHEDULERS
+
+
+def is_flow_scheduler(scheduler: Any) -> bool:
+    """True for a flow-matching model's scheduler (SD 3.x, FLUX.1): its sampler names come from FLOW_SCHEDULERS."""
+    config = getattr(scheduler, "config", {}) or {}
+    return type(scheduler).__name__.startswith("FlowMatch") or bool(config.get("use_flow_sigmas"))
 
 
 def build_scheduler(name: str | None, current: Any) -> Any:
@@ -13,6 +19,11 @@ def build_scheduler(name: str | None, current: Any) -> Any:
 
     if name is None:
         return type(current).from_config(current.config)
+    if is_flow_scheduler(current):
+        class_name, options = FLOW_SCHEDULERS[name]
+        if class_name == "UniPCMultistepScheduler":  # the model's own shift, as its FlowMatch scheduler applies it
+            options = {**options, "flow_shift": current.config.get("shift", current.config.get("flow_shift", 1.0))}
+        return getattr(diffusers, class_name).from_config(current.config, **options)
     class_name, options = SCHEDULERS[name]
     return getattr(diffusers, class_name).from_config(current.config, **options)
 
@@ -20,7 +31,8 @@ def build_scheduler(name: str | None, current: Any) -> Any:
 def scheduler_name(scheduler: Any) -> str:
     """The table name of a scheduler instance, or its class name if the table has none."""
     class_name = type(scheduler).__name__
-    for name, (cls, options) in SCHEDULERS.items():
+    table = FLOW_SCHEDULERS if is_flow_scheduler(scheduler) else SCHEDULERS
+    for name, (cls, options) in table.items():
         if cls == class_name and all(scheduler.config.get(k, False) == v for k, v in options.items()):
             return name
     return class_name

@@ -106,6 +106,10 @@ class RayBackend:
             return None
         return sum(m[0] for m in memories), sum(m[1] for m in memories)
 
+    def model_status(self) -> list[dict[str, Any]]:
+        """What each resident model holds: per replica, in /api/v1/status's Replicas (none here)."""
+        return []
+
     def replicas(self) -> list[dict[str, Any]]:
         """The replicas the board knows (each: id, node, pid, device, slots, busy, models...), read lately."""
         with self._view_lock:

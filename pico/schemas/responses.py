@@ -78,6 +78,20 @@ class ReplicaStatus(DataClassJsonMixin):
 
 
 @dataclass
+class LoadedModelStatus(DataClassJsonMixin):
+    """What one resident model holds: its weights' precision, parameters and bytes, in all and per component."""
+
+    dataclass_json_config: ClassVar[dict] = PASCAL
+
+    model: str
+    precision: str
+    parameters: int
+    bytes: int
+    components: dict[str, int]  # component (transformer, text_encoder_2, vae...) -> bytes
+    placement: str  # the device, or "cpu, model offload to cuda" with --offload
+
+
+@dataclass
 class ServerStatus(DataClassJsonMixin):
     """The status route's body: slots, queue, loaded models, device and the jobs in flight."""
 
@@ -94,3 +108,4 @@ class ServerStatus(DataClassJsonMixin):
     uptime_seconds: float
     jobs: list[JobStatus]
     replicas: list[ReplicaStatus] = field(default_factory=list)  # with --ray: the engine replicas
+    models: list[LoadedModelStatus] = field(default_factory=list)

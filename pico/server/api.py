@@ -11,7 +11,15 @@ from pico import __version__
 from pico.catalog.pipelines import PIPELINES, PipelineInfo
 from pico.schemas.images import to_base64
 from pico.schemas.requests import GenerationRequest
-from pico.schemas.responses import Health, JobStatus, PicoImage, PicoResponse, ReplicaStatus, ServerStatus
+from pico.schemas.responses import (
+    Health,
+    JobStatus,
+    LoadedModelStatus,
+    PicoImage,
+    PicoResponse,
+    ReplicaStatus,
+    ServerStatus,
+)
 from pico.schemas.results import Generation
 from pico.schemas.fields import to_wire
 from pico.server.events.streams import stream_generation, wants_event_stream
@@ -55,16 +63,14 @@ def status(service: "Service") -> ServerStatus:
         uptime_seconds=round(time.time() - service.started, 1),
         jobs=[job.describe() for job in service.jobs.active()],
         replicas=replica_statuses(service),
+        models=[LoadedModelStatus.from_dict(model) for model in service.engine.model_status()],
     )
 
 
 def replica_statuses(service: "Service") -> list[ReplicaStatus]:
     """The engine replicas of a server on Ray (an Engine has none)."""
-    replicas = getattr(service.engine, "replicas", None)
-    if replicas is None:
-        return []
     return [ReplicaStatus(id=r["id"], node=r["node"], pid=r["pid"], device=r["device"], slots=r["slots"],
-                          slots_in_use=r["busy"], loaded_models=r["loaded"]) for r in replicas()]
+                          slots_in_use=r["busy"], loaded_models=r["loaded"]) for r in service.engine.replicas()]
 
 
 def _generation_route(service: "Service", pipeline: PipelineInfo):

@@ -25,7 +25,7 @@ from pico.schemas import fields
 from pico.schemas.images import a1111_parameters, decode_image, to_base64
 from pico.schemas.requests import MAX_SEED, GenerationRequest, pick_seeds
 from pico.server.a1111.infotext import png_info
-from pico.server.a1111.checkpoints import checkpoint_for, checkpoint_items, set_options
+from pico.server.a1111.checkpoints import checkpoint_for, checkpoint_items, find_checkpoint, set_options
 from pico.server.a1111.schemas import (
     DEFAULT_SAMPLER,
     SCHEDULE_TYPES,
@@ -58,7 +58,8 @@ A1111_FIELDS = {
     "Phrase": "prompt", "NegativePhrase": "negative_prompt", "Seed": "seed", "Steps": "steps",
     "GuidanceScale": "cfg_scale", "Width": "width", "Height": "height", "Total": "batch_size",
     "Scheduler": "sampler_name", "Model": "sd_model_checkpoint", "ImageBase64": "init_images",
-    "MaskImageBase64": "mask", "Strength": "denoising_strength",
+    "MaskImageBase64": "mask", "Strength": "denoising_strength", "Refiner": "refiner_checkpoint",
+    "RefinerSwitchAt": "refiner_switch_at",
 }
 # Features PICO lacks: A1111 lists them, PICO's lists are empty.
 EMPTY_LISTS = ("loras", "upscalers", "latent-upscale-modes", "sd-vae", "hypernetworks", "face-restorers",
@@ -172,6 +173,11 @@ def pico_request(service: "Service", pipeline: PipelineInfo, request: Txt2ImgReq
         "Model": model,
         **(extra or {}),
     }
+    if request.refiner_checkpoint:  # A1111's refiner: PICO's SDXL ensemble of experts (txt2img, SDXL models)
+        if pipeline.route != "stable-diffusion-xl":
+            raise InvalidRequest("refiner_checkpoint works with SDXL models on txt2img", field="refiner_checkpoint")
+        body.update(Refiner=find_checkpoint(service, request.refiner_checkpoint, "refiner_checkpoint"),
+                    RefinerSwitchAt=request.refiner_switch_at)
     try:
         pico = pipeline.request_type.parse(body, service.settings.max_pixels, images=images)
     except InvalidRequest as exc:

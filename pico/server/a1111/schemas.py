@@ -48,6 +48,11 @@ class Txt2ImgRequest(DataClassJsonMixin):
     override_settings_restore_afterwards: bool = option(
         True, description="false: the override's sd_model_checkpoint stays the default model afterwards.")
     send_images: bool = option(True, description="false: answer without the images.")
+    refiner_checkpoint: str | None = option(
+        None, max_length=300, description="An SDXL refiner: an org/name id or a short name (sdxl-refiner); the "
+                                          "base hands its latents over at refiner_switch_at (SDXL txt2img only).")
+    refiner_switch_at: float = option(0.8, minimum=0, maximum=1,
+                                      description="With refiner_checkpoint: the fraction of the steps the base does.")
 
 
 @dataclass(kw_only=True)

@@ -76,7 +76,16 @@ def find_pipeline(name: str) -> PipelineInfo:
     return info
 
 
-def text_to_image_pipeline(model: str) -> PipelineInfo:
-    """The text-to-image pipeline whose defaults fit ``model``'s family."""
-    family = family_of(model)
-    return next(info for info in PIPELINES if info.task == "text-to-image" and info.family == family)
+def text_to_image_pipeline(model: str, family: str | None = None) -> PipelineInfo:
+    """The text-to-image pipeline whose defaults fit ``model``'s family: ``family`` when known (a checkpoint's
+    header, a Diffusers folder's configs: ``ModelResolver.family``), else told from the id.
+
+    An inpainting, refiner or variation family gets its base family's route, whose runner then says
+    what the model can do instead.
+    """
+    drawing = [info for info in PIPELINES if info.task == "text-to-image"]
+    for wanted in (family, (family or "").split("-")[0], family_of(model)):
+        found = next((info for info in drawing if info.family == wanted), None)
+        if found is not None:
+            return found
+    return drawing[0]

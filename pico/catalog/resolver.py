@@ -296,13 +296,14 @@ def routes_for_family(family: str | None) -> list[str]:
     if family == "sd1-variation":
         return [i.route for i in PIPELINES if i.task == "variation"]
     inpainting = family.endswith("-inpaint")
+    unet = family.split("-")[0] in ("sd1", "sd2", "sdxl")  # the image-to-image and inpaint runners' models
     routes = []
     for info in PIPELINES:
         if info.task == "text-to-image" and info.family == family:
             routes.append(info.route)
-        elif info.task == "image-to-image" and not inpainting:
+        elif info.task == "image-to-image" and unet and not inpainting:
             routes.append(info.route)
-        elif info.task == "inpaint":
+        elif info.task == "inpaint" and unet:
             routes.append(info.route)
     return routes
 

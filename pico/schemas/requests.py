@@ -247,6 +247,19 @@ class StableDiffusionRequest(GenerationRequest):
                      unet_weight=None if tag.unet_weight == tag.weight else tag.unet_weight) for tag in tags]
 
 
+def lora_from_text(text: str, field: str) -> dict[str, Any]:
+    """A LoRA written as ``NAME`` or ``NAME:WEIGHT`` (the CLI's --lora, OpenAI's short form) as a Loras item."""
+    name, sep, weight = text.strip().rpartition(":")
+    if sep:
+        try:
+            return {"Name": name, "Weight": float(weight)}
+        except ValueError:
+            pass  # a colon that is part of the name
+    if not text.strip():
+        raise InvalidRequest(f"{field} is empty; write NAME or NAME:WEIGHT", field=field)
+    return {"Name": text.strip()}
+
+
 def merge_loras(given: list[Lora], tagged: list[Lora]) -> list[Lora]:
     """The LoRAs a request applies: the Loras field, then the phrase's tags; a name twice is an error."""
     merged = list(given) + list(tagged)

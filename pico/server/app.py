@@ -16,7 +16,7 @@ import bottle
 from pico.config import Settings
 from pico.errors import Unauthorized
 from pico.jobs import Jobs
-from pico.server import a1111, api, openai
+from pico.server import a1111, api, models_api, openai
 from pico.server.errors import ErrorPlugin, abort_with, install_error_pages
 from pico.server.http import send_json
 from pico.server.metrics import CONTENT_TYPE, Metrics
@@ -52,6 +52,7 @@ def create_app(settings: Settings, engine: "Engine | None" = None) -> bottle.Bot
     app.add_hook("before_request", lambda: _before(settings))
     app.add_hook("after_request", lambda: _after(settings, metrics))
     api.install(app, service)
+    models_api.install(app, service)
     a1111.install(app, service)
     openai.install(app, service)
     _install_meta_routes(app, metrics)

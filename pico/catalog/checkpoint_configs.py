@@ -158,13 +158,15 @@ def is_complete(folder: Path) -> bool:
 
 
 def write_skeleton(source: Path, target: Path) -> None:
-    """Copy a skeleton's configs to ``target`` and add CLIP's vocab.json and merges.txt to each tokenizer folder."""
+    """Copy a skeleton's configs to ``target``, adding CLIP's vocab.json and merges.txt to each tokenizer folder
+    that has no vocabulary of its own."""
     target.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=".writing-", dir=target.parent))
     try:
         shutil.copytree(source, scratch, dirs_exist_ok=True)
         for tokenizer in sorted(p for p in scratch.iterdir() if p.is_dir() and p.name.startswith("tokenizer")):
-            write_clip_vocabulary(tokenizer)
+            if not (tokenizer / "vocab.json").exists() and not (tokenizer / "tokenizer.json").exists():
+                write_clip_vocabulary(tokenizer)  # the shipped skeletons carry none: CLIP's, from its merges
         if target.exists():
             shutil.rmtree(target)
         os.replace(scratch, target)  # a skeleton half written is never taken for a whole one

@@ -36,6 +36,7 @@ class Settings:
     checkpoint_dir: tuple[Path, ...] = ()  # more checkpoint folders (A1111's models/Stable-diffusion, ...)
     lora_dir: tuple[Path, ...] = ()  # more LoRA folders (A1111's models/Lora, ComfyUI's models/loras)
     max_loras: int = 8  # LoRAs kept loaded per model
+    max_lora_rank: int = 64  # with --compile: LoRA slots are padded to this rank, so LoRAs up to it hot-swap
     cache_dir: Path = field(default_factory=_default_cache_dir)
     device: str = "auto"
     offload: str = "none"
@@ -80,6 +81,7 @@ class Settings:
         _check(self.batch_window_ms, 0, 5000, "batch-window-ms")
         _check(self.max_batch, 1, 64, "max-batch")
         _check(self.max_loras, 1, 64, "max-loras")
+        _check(self.max_lora_rank, 1, 1024, "max-lora-rank")
         if self.compile_mode not in COMPILE_MODES:
             raise InvalidRequest(f"compile-mode must be one of {', '.join(COMPILE_MODES)}, got {self.compile_mode!r}",
                                  field="compile-mode")

@@ -33,7 +33,7 @@ from pico.pipelines.device import (
     settle_python_heap,
 )
 from pico.pipelines.loader import ModelCache, load_checkpoint, load_pipeline, load_vae
-from pico.pipelines.loras import LoraAdapters, LoraMode, lora_mode
+from pico.pipelines.loras import HotSwapLoraAdapters, LoraAdapters, LoraMode, lora_mode
 from pico.pipelines.prompt_embeds import CHUNK, chunk_count
 from pico.pipelines.registry import runner_for
 from pico.pipelines.speedups import CUDA_GRAPH_MODES, speed_up
@@ -302,7 +302,11 @@ class Engine:
             keep_vae_in_float32(pipe.vae)  # with --sdxl-vae its own VAE goes unused
         speed_up(pipe, channels_last=settings.channels_last, fuse_qkv=settings.fuse_qkv,
                  compile_mode=settings.compile_mode if settings.compile else None)
-        loras = LoraAdapters(pipe, settings.max_loras, on_load=self._hash_lora) if _takes_loras(pipe) else None
+        loras = None
+        if _takes_loras(pipe) and settings.compile and hasattr(pipe, "unet"):  # a compiled UNet keeps its structure
+            loras = HotSwapLoraAdapters(pipe, settings.max_loras, settings.max_lora_rank, on_load=self._hash_lora)
+        elif _takes_loras(pipe):
+            loras = LoraAdapters(pipe, settings.max_loras, on_load=self._hash_lora)
         slicing = [False]
 
         def switch(mode: Mode) -> None:  # only while no call runs on this model (the gate's promise)

@@ -140,3 +140,158 @@ def lora_unavailable(choice: LoraChoice, exc: BaseException) -> ModelUnavailable
         status=422, field=choice.field,
         hint="Check that the LoRA is made for this model's family (GET /api/v1/models lists each LoRA's family), "
              "or that the file is whole.", detail=f"{type(exc).__name__}: {text}")
+
+
+class HotSwapLoraAdapters(LoraAdapters):
+    """LoRAs on a compiled UNet, which must keep its structure: fixed adapter slots, new LoRAs swapped in place.
+
+    Slot i holds one LoRA's UNet layers, padded to ``target_rank`` (PEFT's compiled hot-swap); every
+    slot stays active, and a LoRA's weight is written into its slot's scaling tensors in place, so
+    changing sets or weights changes no Python value the compiled graph depends on: a new LoRA
+    replaces an unused slot's weights (``hotswap=True``) without recompiling. Only a new slot (the
+    first time a set has that many LoRAs) or a LoRA of higher rank than ``target_rank`` compiles
+    again. Slots not in the set run at weight 0, which leaves the base output bit for bit. Text
+    encoders are not compiled: their LoRA layers load and switch as usual (Diffusers cannot hot-swap
+    them).
+    """
+
+    def __init__(self, pipe: Any, max_loras: int, target_rank: int,
+                 on_load: Callable[[LoraChoice], None] | None = None):
+        super().__init__(pipe, max_loras, on_load)
+        self.target_rank = target_rank
+        self.slots: list[str] = []  # UNet adapter names, in creation order
+        self.slot_of: OrderedDict[tuple, str | None] = OrderedDict()  # file identity -> its slot, LRU first
+        self.text_adapters: dict[tuple, str] = {}  # file identity -> its text-encoder adapter
+        self._base: dict[str, list[tuple[Any, float]]] = {}  # slot -> (LoRA layer, its scaling at weight 1)
+
+    def activate(self, choices: tuple[LoraChoice, ...]) -> None:
+        """Give each chosen LoRA a slot (swapping it in when new), then write every slot's weight."""
+        mode = lora_mode(choices)
+        if mode == self.active:
+            return
+        wanted = [c for c in choices if c.weight or c.unet_weight]
+        keep = {c.identity for c in wanted}
+        self.active = None
+        slots = [self._slot_for(choice, keep) for choice in wanted]
+        weights = dict.fromkeys(self.slots, 0.0)
+        for choice, slot in zip(wanted, slots):
+            if slot is not None:
+                weights[slot] = choice.unet_weight
+        for slot, weight in weights.items():
+            for layer, base in self._base.get(slot, []):
+                _set_scaling(layer, slot, base * weight)
+        self._activate_text_encoders(wanted)
+        self.active = mode
+
+    def _activate_text_encoders(self, wanted: list[LoraChoice]) -> None:
+        from diffusers.loaders.lora_base import (
+            disable_lora_for_text_encoder,
+            enable_lora_for_text_encoder,
+            set_adapters_for_text_encoder,
+        )
+
+        for encoder in self._text_encoders():
+            present = set(getattr(encoder, "peft_config", None) or {})
+            chosen = [(self.text_adapters[c.identity], c.weight) for c in wanted
+                      if self.text_adapters.get(c.identity) in present]
+            if chosen:
+                enable_lora_for_text_encoder(encoder)
+                set_adapters_for_text_encoder([name for name, _ in chosen], encoder, [w for _, w in chosen])
+            elif present:
+                disable_lora_for_text_encoder(encoder)
+
+    def _text_encoders(self) -> list[Any]:
+        return [encoder for name in ("text_encoder", "text_encoder_2")
+                if (encoder := getattr(self.pipe, name, None)) is not None]
+
+    def _slot_for(self, choice: LoraChoice, keep: set[tuple]) -> str | None:
+        identity = choice.identity
+        if identity in self.slot_of:
+            self.slot_of.move_to_end(identity)
+            return self.slot_of[identity]
+        taken = {slot for i, slot in self.slot_of.items() if i in keep}
+        empty = [slot for slot in self.slots if slot not in self.slot_of.values()]  # left by a failed swap
+        victim = next((i for i, slot in self.slot_of.items() if slot not in taken and i not in keep), None)
+        slot: str | None = None  # None: a new slot (the first time a set has this many LoRAs; compiles once)
+        if empty:
+            slot = empty[0]
+        elif victim is not None:  # reuse the least recently used LoRA's slot: swapped in place, no compiling
+            slot = self.slot_of.pop(victim)
+            self._drop_text_adapter(victim)
+        try:
+            slot = self._load(choice, slot)
+        except Exception as exc:
+            if is_out_of_memory_error(exc):
+                raise
+            raise lora_unavailable(choice, exc) from None
+        self.slot_of[identity] = slot
+        self.loads += 1
+        log.info("loaded LoRA %s into %s", choice.file.name, slot or "the text encoders")
+        if self.on_load is not None:
+            self.on_load(choice)
+        return slot
+
+    def _load(self, choice: LoraChoice, slot: str | None) -> str | None:
+        """Load ``choice`` into ``slot`` (hot-swapped) or a new slot (None); its text-encoder layers as usual."""
+        from peft.utils.hotswap import prepare_model_for_compiled_hotswap
+
+        pipe = self.pipe
+        state, alphas, metadata = pipe.lora_state_dict(str(choice.file.path), unet_config=pipe.unet.config,
+                                                       return_lora_metadata=True)
+        if not all("lora" in key for key in state):
+            raise ValueError("not a LoRA: some weights are not LoRA layers")
+        unet_state = {key: value for key, value in state.items() if key.startswith("unet.")}
+        if unet_state:
+            swap = slot is not None
+            slot = slot or f"pico_slot{len(self.slots)}"
+            try:
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message=".*multiple adapters.*")
+                    pipe.load_lora_into_unet(unet_state, network_alphas=alphas, unet=pipe.unet, adapter_name=slot,
+                                             metadata=metadata, _pipeline=pipe, hotswap=swap)
+            except Exception:
+                if swap:  # half swapped: the slot holds nothing usable; zero it until a LoRA is swapped in
+                    for layer, _ in self._base.pop(slot, []):
+                        _set_scaling(layer, slot, 0.0)
+                raise
+            if not swap:
+                prepare_model_for_compiled_hotswap(pipe.unet, target_rank=self.target_rank, check_compiled="ignore")
+                self.slots.append(slot)
+                for layer in _lora_layers(pipe.unet):
+                    layer.set_adapter(self.slots)
+            self._base[slot] = [(layer, float(layer.scaling[slot])) for layer in _lora_layers(pipe.unet)
+                                if slot in layer.scaling]
+        else:
+            slot = None
+        text_name = adapter_name(choice.identity)
+        for encoder, prefix in zip(self._text_encoders(), ("text_encoder", "text_encoder_2")):
+            if any(key.startswith(prefix + ".") for key in state):
+                pipe.load_lora_into_text_encoder(state, network_alphas=alphas, text_encoder=encoder, prefix=prefix,
+                                                 adapter_name=text_name, metadata=metadata, _pipeline=pipe)
+                self.text_adapters[choice.identity] = text_name
+        return slot
+
+    def _drop_text_adapter(self, identity: tuple) -> None:
+        from diffusers.utils.peft_utils import delete_adapter_layers
+
+        name = self.text_adapters.pop(identity, None)
+        if name is None:
+            return
+        for encoder in self._text_encoders():
+            if name in (getattr(encoder, "peft_config", None) or {}):
+                delete_adapter_layers(encoder, name)
+
+
+def _lora_layers(module: Any) -> list[Any]:
+    from peft.tuners.lora import LoraLayer
+
+    return [layer for layer in module.modules() if isinstance(layer, LoraLayer)]
+
+
+def _set_scaling(layer: Any, slot: str, value: float) -> None:
+    """Write a LoRA layer's scaling in place (a tensor the compiled graph reads), else as the float it is."""
+    current = layer.scaling.get(slot)
+    if hasattr(current, "fill_"):
+        current.fill_(value)
+    elif current is not None:
+        layer.scaling[slot] = value

@@ -194,3 +194,47 @@ def test_a_lora_for_another_family_is_refused_before_anything_loads(engine, tiny
     assert caught.value.field == "Loras[0].Name"
     assert caught.value.message == "LoRA xl.safetensors is for SDXL models; the model is SD 1.x"
     assert own.cache.loads == 0
+
+
+def test_with_a_compiled_unet_new_loras_and_weights_swap_in_without_recompiling(tiny_models):
+    """PEFT's compiled hot-swap (--compile): slots stay, a new LoRA replaces an unused slot's weights in place."""
+    from diffusers import StableDiffusionPipeline
+    from torch._dynamo.utils import counters
+
+    from pico.catalog.files import ModelFiles
+    from pico.catalog.resolver import LoraChoice
+    from pico.pipelines.loras import HotSwapLoraAdapters, LoraAdapters
+
+    files = ModelFiles.for_models_dir(tiny_models)
+
+    def choice(name: str, weight: float) -> tuple:
+        return LoraChoice(files.find_lora(name), weight, weight)
+
+    def pipe():
+        loaded = StableDiffusionPipeline.from_pretrained(tiny_models / SD1_MODEL, use_safetensors=True)
+        loaded.set_progress_bar_config(disable=True)
+        return loaded
+
+    def draw(p) -> np.ndarray:
+        return np.asarray(p("cat", num_inference_steps=2, width=64, height=64,
+                            generator=torch.Generator("cpu").manual_seed(SEED)).images[0])
+
+    plain, hot = pipe(), pipe()
+    reference, swapping = LoraAdapters(plain, 8), HotSwapLoraAdapters(hot, 8, target_rank=16)
+    base = draw(hot)
+    torch._dynamo.reset()
+    hot.unet.compile(backend="eager")  # what --compile does, with a backend that compiles in a moment on a CPU
+    draw(hot)
+    graphs = [counters["stats"]["unique_graphs"]]
+    sets = [(choice("add-detail", 1.0),), (choice("add-detail", 0.5),), (choice("pixel-art", 0.7),), (),
+            (choice("add-detail", 0.3), choice("pixel-art", 1.0)), (choice("pixel-art", -0.2),)]
+    for loras in sets:
+        swapping.activate(loras)
+        reference.activate(loras)
+        np.testing.assert_array_equal(got := draw(hot), draw(plain))
+        if not loras:
+            np.testing.assert_array_equal(got, base)
+        graphs.append(counters["stats"]["unique_graphs"])
+    # compiled again only for the first slot and for the second (the first set of two LoRAs): never for a swap
+    assert [b - a for a, b in zip(graphs, graphs[1:])] == [1, 0, 0, 0, 1, 0]
+    assert swapping.slots == ["pico_slot0", "pico_slot1"] and swapping.loads == 3  # detail, pixel swapped in, detail again

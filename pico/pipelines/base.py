@@ -62,6 +62,12 @@ def generators(seeds: list[int]) -> list["torch.Generator"]:
     return [torch.Generator("cpu").manual_seed(s) for s in seeds]
 
 
+# Hugging Face fast tokenizers set truncation and padding on their shared Rust tokenizer at each call, so two
+# calls at once on one tokenizer can each get the other's padding (Diffusers pads to 77, then to "longest"):
+# each derived pipeline gets copies.
+TOKENIZERS = ("tokenizer", "tokenizer_2", "tokenizer_3")
+
+
 class WarmPipelines:
     """Task pipelines derived from one loaded model and kept for reuse, and scheduler prototypes.
 
@@ -94,6 +100,9 @@ class WarmPipelines:
                                      field="Model", hint="Pick a model of a kind this pipeline runs.",
                                      detail=str(exc)) from exc
             pipe.set_progress_bar_config(disable=True)
+            for name in TOKENIZERS:  # a fast tokenizer keeps its padding mode between calls: one per pipeline
+                if getattr(pipe, name, None) is not None:
+                    setattr(pipe, name, copy.deepcopy(getattr(pipe, name)))
         pipe.scheduler = copy.deepcopy(prototype)
         try:
             yield pipe

@@ -152,6 +152,31 @@ def test_concurrent_requests_with_different_loras_each_draw_what_they_draw_alone
             np.testing.assert_array_equal(got, alone[name], err_msg=name)
 
 
+def test_concurrent_calls_on_one_model_each_have_their_own_tokenizer(engine, image_b64):
+    """Fast tokenizers keep their padding mode between calls: shared, two calls at once padded each other's
+    prompts (wrong pixels, or "Expected size 2 but got size 77"). Each derived pipeline has its own now."""
+    cases = [parse(Steps=8), parse(StableDiffusionImageToImageRequest, Steps=8, ImageBase64=image_b64)]
+    alone = [image(engine.generate(request)) for request in cases]
+    for _ in range(3):
+        start, results, errors = threading.Barrier(6), {}, []
+
+        def run(number: int) -> None:
+            try:
+                start.wait(30)
+                results[number] = image(engine.generate(cases[number % 2]))
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=run, args=(number,)) for number in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        assert not errors
+        for number, got in results.items():
+            np.testing.assert_array_equal(got, alone[number % 2])
+
+
 def test_loras_beyond_max_loras_are_unloaded_and_load_again_the_same(tiny_models, loras, tmp_path):
     small = make_engine(tiny_models, loras, tmp_path, max_loras=1)
     first = image(small.generate(parse(Loras=[{"Name": "add-detail"}])))

@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
+from urllib.parse import urlsplit
 
 from pico.errors import InvalidRequest
 
@@ -59,6 +60,11 @@ class Settings:
     sdxl_vae: str | None = None
     preload: tuple[str, ...] = ()
     shutdown_timeout: int = 60
+    max_header_kb: int = 64
+    header_timeout: int = 10
+    public_url: str | None = None
+    trust_proxy: bool = False
+    max_streams: int = 16
     faults: str = ""
 
     def __post_init__(self) -> None:
@@ -82,6 +88,11 @@ class Settings:
         _check(self.max_batch, 1, 64, "max-batch")
         _check(self.max_loras, 1, 64, "max-loras")
         _check(self.max_lora_rank, 1, 1024, "max-lora-rank")
+        _check(self.max_header_kb, 1, 1024, "max-header-kb")
+        _check(self.header_timeout, 1, 3600, "header-timeout")
+        if self.public_url is not None:
+            object.__setattr__(self, "public_url", _public_url(self.public_url))
+        _check(self.max_streams, 0, 1000, "max-streams")
         if self.compile_mode not in COMPILE_MODES:
             raise InvalidRequest(f"compile-mode must be one of {', '.join(COMPILE_MODES)}, got {self.compile_mode!r}",
                                  field="compile-mode")
@@ -133,6 +144,15 @@ def env_name(setting: str) -> str:
 def _check(value: int, low: int, high: int, flag: str) -> None:
     if not low <= value <= high:
         raise InvalidRequest(f"--{flag} must be between {low} and {high}, got {value}", field=flag)
+
+
+def _public_url(url: str) -> str:
+    """The base URL clients reach the server at, without a trailing slash; InvalidRequest if it is not one."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise InvalidRequest(f"--public-url must be an http:// or https:// URL without query or fragment, "
+                             f"e.g. https://images.example.com, got {url!r}", field="public-url")
+    return url.strip().rstrip("/")
 
 
 _TRUE = {"1", "true", "yes", "on"}

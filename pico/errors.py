@@ -140,3 +140,27 @@ class OutputError(PicoError):
 
 class InternalError(PicoError):
     """An unexpected failure; details only in verbose mode."""
+
+
+class RequestTimeout(PicoError):
+    """The client did not send its request line and headers within the server's deadline."""
+
+    status = 408
+    code = "REQUEST_TIMEOUT"
+    exit_code = 2
+
+
+class UriTooLong(PicoError):
+    """The request line alone is over the server's header limit."""
+
+    status = 414
+    code = "URI_TOO_LONG"
+    exit_code = 2
+
+
+class HeadersTooLarge(PicoError):
+    """The request line and headers together are over the server's limit."""
+
+    status = 431
+    code = "HEADERS_TOO_LARGE"
+    exit_code = 2

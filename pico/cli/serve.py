@@ -62,6 +62,21 @@ def serve(
     max_batch: Annotated[Optional[int], flag(
         "--max-batch", help="Most images in one batched call (a request with more runs alone).", default="4",
         panel=SERVER)] = None,
+    max_header_kb: Annotated[Optional[int], flag(
+        "--max-header-kb", help="Largest request line and headers accepted, in KiB (431 beyond; 414 for a "
+        "request line alone).", default="64", panel=SERVER)] = None,
+    header_timeout: Annotated[Optional[int], flag(
+        "--header-timeout", help="Seconds a connection gets to send its whole request line and headers (408 "
+        "beyond); a connection still sending holds no worker thread.", default="10", panel=SERVER)] = None,
+    public_url: Annotated[Optional[str], flag(
+        "--public-url", help="The base URL clients reach this server at, e.g. https://images.example.com: "
+        "response_format=url links start with it.", panel=SERVER)] = None,
+    trust_proxy: Annotated[Optional[bool], flag(
+        "--trust-proxy", help="Build links from X-Forwarded-Host and X-Forwarded-Proto (only without "
+        "--public-url; only behind a proxy that sets them).", panel=SERVER)] = None,
+    max_streams: Annotated[Optional[int], flag(
+        "--max-streams", help="Event streams (GET /api/v1/jobs/<id>/events) open at once; each holds a server "
+        "thread. Beyond: 503.", default="16", panel=SERVER)] = None,
     preload: Annotated[Optional[list[str]], flag(
         "--preload", help="Load this model (and run a short warm-up generation) before serving; repeatable.",
         panel=SPEED, many=True)] = None,
@@ -114,9 +129,11 @@ def serve(
         xformers=xformers, models_dir=models_dir, checkpoint_dir=tuple(checkpoint_dir) if checkpoint_dir else None,
         lora_dir=tuple(lora_dir) if lora_dir else None, max_loras=max_loras, max_lora_rank=max_lora_rank,
         device=device, offload=offload, max_models=max_models, demo=demo, max_pixels=max_pixels,
-        batch_window_ms=batch_window_ms, max_batch=max_batch, preload=preload, channels_last=channels_last,
+        batch_window_ms=batch_window_ms, max_batch=max_batch, max_streams=max_streams, preload=preload,
+        channels_last=channels_last,
         fuse_qkv=fuse_qkv, compile=compile, compile_mode=compile_mode, sdxl_vae=sdxl_vae,
-        allow_model=allow_model, allow_any_model=allow_any_model,
+        allow_model=allow_model, allow_any_model=allow_any_model, max_header_kb=max_header_kb,
+        header_timeout=header_timeout, public_url=public_url, trust_proxy=trust_proxy,
     )
     from pico.server.serve import serve as run_server
 

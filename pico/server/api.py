@@ -13,6 +13,8 @@ from pico.schemas.images import to_base64
 from pico.schemas.requests import GenerationRequest
 from pico.schemas.responses import Health, JobStatus, PicoImage, PicoResponse, ServerStatus
 from pico.schemas.results import Generation
+from pico.schemas.fields import to_wire
+from pico.server.events.streams import stream_generation, wants_event_stream
 from pico.server.http import encoded_images, read_json_body, run_job, send_json
 from pico.server.openapi import RouteDoc
 
@@ -58,6 +60,9 @@ def status(service: "Service") -> ServerStatus:
 def _generation_route(service: "Service", pipeline: PipelineInfo):
     def generate() -> str:
         request = pipeline.request_type.parse(read_json_body(service), service.settings.max_pixels)
+        if wants_event_stream():  # the job's events as they happen; the last one carries this response
+            return stream_generation(service, pipeline, request, lambda job, generation: to_wire(pico_response(
+                pipeline, request, generation, job.elapsed, service.settings.png_compress_level)))
         job, generation = run_job(service, pipeline, request)
         return send_json(pico_response(pipeline, request, generation, job.elapsed,
                                        service.settings.png_compress_level))

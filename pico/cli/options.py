@@ -106,7 +106,7 @@ class FieldOption:
                                      annotation=Annotated[self.kind, info])
         kind = Path if self.image else self.kind
         info = typer.Option(self.flag, help=self.help, show_default=False, rich_help_panel=REQUEST_PANEL,
-                            metavar="FILE" if self.image else None)
+                            metavar="FILE" if self.image else "NAME[:WEIGHT]" if self.wire in TEXT_LISTS else None)
         if self.required:  # a required image: click reports it missing, before anything runs
             return inspect.Parameter(self.param, inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[kind, info])
         return inspect.Parameter(self.param, inspect.Parameter.KEYWORD_ONLY, default=None,

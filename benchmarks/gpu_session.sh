@@ -79,6 +79,11 @@ main() {
     step 200 python3 benchmarks/fullsize.py --root "$models" || return 1
     du -sh "$models"
     step 150 python3 benchmarks/cuda_pipelines.py --models "$models" --out "$OUT"
+    # Checkpoints and LoRAs at full size: a single-file SDXL checkpoint (about 7 GB, written once from the
+    # random-weight SDXL) and rank-32 LoRAs; first request on the checkpoint, then LoRA-set switches against a
+    # 25-step 1024² generation (goal: a switch under 10 % of it).
+    step 240 python3 benchmarks/checkpoints_loras.py --models "$models" --family sdxl --device cuda --rank 32 \
+        --steps 25 --size 1024 --repeat 3 --scratch "$models/bench-files" --out "$OUT"
     step 420 python3 benchmarks/gpu.py --work "$models" --repeat 2 --out "$OUT"
     # CUDA graphs (reduce-overhead), if the budget still has room: SD 1.5 only.
     step 150 python3 benchmarks/gpu.py --work "$models" --repeat 2 --model sd15 --compile-mode reduce-overhead \

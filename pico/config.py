@@ -34,6 +34,10 @@ class Settings:
     queue: int = 0
     xformers: bool = False
     models_dir: Path | None = None
+    checkpoint_dir: tuple[Path, ...] = ()  # more checkpoint folders (A1111's models/Stable-diffusion, ...)
+    lora_dir: tuple[Path, ...] = ()  # more LoRA folders (A1111's models/Lora, ComfyUI's models/loras)
+    max_loras: int = 8  # LoRAs kept loaded per model
+    max_lora_rank: int = 64  # with --compile: LoRA slots are padded to this rank, so LoRAs up to it hot-swap
     cache_dir: Path = field(default_factory=_default_cache_dir)
     device: str = "auto"
     offload: str = "none"
@@ -75,6 +79,8 @@ class Settings:
             if isinstance(value, str):
                 object.__setattr__(self, name, Path(value).expanduser())
         object.__setattr__(self, "allow_model", tuple(self.allow_model))
+        for name in ("checkpoint_dir", "lora_dir"):
+            object.__setattr__(self, name, tuple(Path(p).expanduser() for p in getattr(self, name)))
         object.__setattr__(self, "preload", tuple(self.preload))
         _check(self.port, 0, 65535, "port")
         _check(self.threadsmax, 1, 64, "threadsmax")
@@ -86,6 +92,8 @@ class Settings:
         _check(self.shutdown_timeout, 0, 3600, "shutdown-timeout")
         _check(self.batch_window_ms, 0, 5000, "batch-window-ms")
         _check(self.max_batch, 1, 64, "max-batch")
+        _check(self.max_loras, 1, 64, "max-loras")
+        _check(self.max_lora_rank, 1, 1024, "max-lora-rank")
         _check(self.max_header_kb, 1, 1024, "max-header-kb")
         _check(self.header_timeout, 1, 3600, "header-timeout")
         if self.public_url is not None:
@@ -180,6 +188,8 @@ def _parse_env(f: dataclasses.Field, raw: str) -> Any:
             return int(raw)
         except ValueError:
             raise InvalidRequest(f"{name} must be an integer, got {raw!r}", field=name) from None
+    if kind.startswith("tuple") and "Path" in kind:  # folders: os.pathsep-separated, as PATH is
+        return tuple(Path(part.strip()).expanduser() for part in raw.split(os.pathsep) if part.strip())
     if kind.startswith("tuple"):
         return tuple(part.strip() for part in raw.split(",") if part.strip())
     if "Path" in kind:

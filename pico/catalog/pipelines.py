@@ -84,6 +84,14 @@ def find_pipeline(name: str) -> PipelineInfo:
     return info
 
 
-def text_to_image_pipeline(model: str) -> PipelineInfo:
-    """The text-to-image pipeline whose defaults fit ``model``'s family (the families table names its route)."""
-    return pipeline_info(FAMILY_TABLE[base_family(family_of(model))].route)
+def text_to_image_pipeline(model: str, family: str | None = None) -> PipelineInfo:
+    """The text-to-image pipeline whose defaults fit ``model``'s family: ``family`` when known (a checkpoint's
+    header, a Diffusers folder's configs: ``ModelResolver.family``), else told from the id.
+
+    An inpainting or refiner family gets its base family's route (the families table names it), whose runner
+    then says what the model can do instead.
+    """
+    for candidate in (family, family_of(model)):
+        if candidate and base_family(candidate) in FAMILY_TABLE:
+            return pipeline_info(FAMILY_TABLE[base_family(candidate)].route)
+    return pipeline_info(FAMILY_TABLE["sd1"].route)

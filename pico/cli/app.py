@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -56,17 +57,28 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-def flag(*names: str, help: str, default: str | None = None, panel: str | None = None, many: bool = False) -> Any:
+def flag(*names: str, help: str, default: str | None = None, panel: str | None = None, many: bool = False,
+         metavar: str | None = None) -> Any:
     """A typer.Option whose help ends with its default and the PICO_* variable that also sets it."""
     env = env_name(names[0].lstrip("-").replace("-", "_"))
-    tail = (f" \\[default: {default}]" if default else "") + f" \\[env: {env}{', comma-separated' if many else ''}]"
-    return typer.Option(*names, help=help + tail, show_default=False, rich_help_panel=panel)
+    separator = f"'{os.pathsep}'-separated" if names[0].endswith("-dir") else "comma-separated"
+    tail = (f" \\[default: {default}]" if default else "") + f" \\[env: {env}{', ' + separator if many else ''}]"
+    return typer.Option(*names, help=help + tail, show_default=False, rich_help_panel=panel, metavar=metavar)
 
 
 # Options shared by the generation commands and serve.
 MODELS = "Models and device"
 ModelsDir = Annotated[Optional[Path], flag(
-    "--models-dir", help="Offline model mirror: a request for org/name loads DIR/org/name.", panel=MODELS)]
+    "--models-dir", help="Offline model mirror: a request for org/name loads DIR/org/name; single-file checkpoints "
+    "in DIR/checkpoints, LoRAs in DIR/loras.", panel=MODELS)]
+CheckpointDir = Annotated[Optional[list[Path]], flag(
+    "--checkpoint-dir", help="A folder of single-file checkpoints (A1111's models/Stable-diffusion, ComfyUI's "
+    "models/checkpoints), besides MODELS_DIR/checkpoints; repeatable.", panel=MODELS, many=True, metavar="DIR")]
+LoraDir = Annotated[Optional[list[Path]], flag(
+    "--lora-dir", help="A folder of LoRA files (A1111's models/Lora, ComfyUI's models/loras), besides "
+    "MODELS_DIR/loras; repeatable.", panel=MODELS, many=True, metavar="DIR")]
+MaxLoras = Annotated[Optional[int], flag(
+    "--max-loras", help="LoRAs kept loaded per model (least recently used goes first).", default="8", panel=MODELS)]
 Device = Annotated[Optional[str], flag(
     "--device", help=f"Where to run: {DEVICES_HELP}.", default="auto", panel=MODELS)]
 Offload = Annotated[Optional[str], flag(

@@ -128,11 +128,12 @@ def batch(
         raise typer.Exit(1)
 
 
-def model_check(settings: Settings) -> Callable[[str], None]:
-    """Refuses a model the engine would refuse (not allowed), without loading anything."""
+def model_check(settings: Settings) -> Callable[[Any, str], Any]:
+    """Refuses what the engine would refuse of a job's model and LoRAs (not allowed, not found, a checkpoint or
+    LoRA of the wrong family), without loading anything."""
     from pico.catalog.resolver import ModelResolver
 
-    return ModelResolver.for_settings(settings).require_allowed
+    return ModelResolver.for_settings(settings).plan
 
 
 def run_batch_jobs(jobs: list[BatchJob], results: dict[int, Result], file: Path, common: Common, settings: Settings,

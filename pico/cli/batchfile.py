@@ -130,7 +130,7 @@ def _syntax(path: Path, text: str, position: int, message: str) -> InvalidReques
 
 
 def load_jobs(path: Path, max_pixels: int,
-              check_model: Callable[[str], None] | None = None) -> tuple[list[BatchJob], list[BadLine]]:
+              check_model: Callable[[Any, str], Any] | None = None) -> tuple[list[BatchJob], list[BadLine]]:
     """Validate every job of a batch file: the runnable jobs, and the bad lines with their errors.
 
     ``check_model`` raises for a model the engine would refuse, so that is caught up front too.
@@ -175,7 +175,7 @@ def job_id_of(entry: Any, line: int) -> str:
 
 
 def check_job(entry: dict[str, Any], line: int, job_id: str, batch: Path, max_pixels: int,
-              check_model: Callable[[str], None] | None = None) -> BatchJob:
+              check_model: Callable[[Any, str], Any] | None = None) -> BatchJob:
     """One job validated as the REST API would, plus its file inputs; raises a PicoError when bad."""
     from pico.catalog.pipelines import PIPELINES, find_pipeline
 
@@ -207,7 +207,7 @@ def check_job(entry: dict[str, Any], line: int, job_id: str, batch: Path, max_pi
             field=unknown[0], hint="Field names are case-sensitive PascalCase, as in REST request bodies.",
         )
     if check_model is not None:
-        check_model(request.model)
+        check_model(request, pipeline.route)
     job.fingerprint = fingerprint(pipeline, request, images)
     return job
 

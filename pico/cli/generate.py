@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 from pico.cli.app import app
 from pico.cli.inputs import InputImage, read_input
-from pico.cli.options import FieldOption, request_options, with_common
+from pico.cli.options import TEXT_LISTS, FieldOption, request_options, with_common
 from pico.cli.output import prepare_folder
 from pico.cli.session import Session, label_for
 from pico.catalog.pipelines import PIPELINES
+from pico.schemas.requests import lora_from_text
 
 if TYPE_CHECKING:
     from pico.cli.options import Common
@@ -37,6 +38,9 @@ def build_body(options: list[FieldOption], values: dict[str, Any], request_type:
             continue
         if option.image:
             images.append(read_input(value, option.wire, option.flag, request_type, max_pixels))
+        elif option.wire in TEXT_LISTS:
+            if value:
+                body[option.wire] = [lora_from_text(text, option.flag) for text in value]
         else:
             body[option.wire] = value
     return with_images(body, images), images

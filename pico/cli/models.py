@@ -1,20 +1,24 @@
-"""``pico demo-models``: write the tiny offline models."""
+"""``pico demo-models``: write the tiny offline models; ``pico models``: list what can run here."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
 
-from pico.cli.app import app, err_console
+from pico.cli.app import CheckpointDir, Demo, LoraDir, ModelsDir, Verbose, app, err_console, load_settings
 
 
 @app.command("demo-models")
 def demo_models(
     folder: Annotated[Path, typer.Argument(help="Where to write them; each model goes to FOLDER/org/name.")],
 ) -> None:
-    """Write tiny random-weight models for every default model id (a few MB, seconds, no download).
+    """Write tiny random-weight models for every default model id, a single-file checkpoint and two LoRAs (no download).
 
     They are real Diffusers pipelines of the same classes as the real models, so everything
     runs offline against them: point --models-dir at FOLDER. Their images are noise.
@@ -27,3 +31,63 @@ def demo_models(
         written = write_tiny_models(folder)
     for model_id in written:
         typer.echo(folder / model_id)
+
+
+@app.command("models")
+def models(
+    json_output: Annotated[bool, typer.Option("--json", help="Print the listing as one JSON object, for scripts.")] = False,
+    models_dir: ModelsDir = None,
+    checkpoint_dir: CheckpointDir = None,
+    lora_dir: LoraDir = None,
+    demo: Demo = None,
+    verbose: Verbose = None,
+) -> None:
+    """List what PICO can run here: Diffusers models, single-file checkpoints (family, size, hash) and LoRAs
+    (family, rank). Nothing is loaded; a hash shows once PICO has computed it (when the file was first used).
+
+    Example: pico models --checkpoint-dir ~/sd/models/Stable-diffusion --lora-dir ~/sd/models/Lora
+    """
+    from pico.catalog.listing import models_listing
+    from pico.catalog.resolver import ModelResolver
+
+    settings = load_settings(models_dir=models_dir, demo=demo, verbose=verbose,
+                             checkpoint_dir=tuple(checkpoint_dir) if checkpoint_dir else None,
+                             lora_dir=tuple(lora_dir) if lora_dir else None)
+    listing = models_listing(ModelResolver.for_settings(settings))
+    if json_output:
+        typer.echo(json.dumps(listing, ensure_ascii=False, indent=2))
+        return
+    console = Console(soft_wrap=False)
+    console.print(_table("Diffusers models", ("Id", "Kind", "Family", "Where", "Commands"), [
+        (m["Id"], m["Kind"], m["Family"] or "?", "models dir" if m["Local"] else "hub", _commands(m["Pipelines"]))
+        for m in listing["Models"]]))
+    console.print(_table("Checkpoints", ("Name", "Folder", "Family", "Size", "Hash", "Status"), [
+        (c["Name"], c["Folder"], c["Family"] or "?", _size(c["Size"]), c["Hash"] or "",
+         c["Status"] if c["Status"] == "ok" else f"{c['Status']}: {c['Reason']}") for c in listing["Checkpoints"]]))
+    console.print(_table("LoRAs", ("Name", "Folder", "Family", "Rank", "Size", "Status"), [
+        (lora["Name"], lora["Folder"], lora["Family"] or "?", str(lora["Rank"] or ""), _size(lora["Size"]),
+         lora["Status"] if lora["Status"] == "ok" else f"{lora['Status']}: {lora['Reason']}")
+        for lora in listing["Loras"]]))
+
+
+def _table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> Table:
+    table = Table(title=f"{title} ({len(rows)})", title_justify="left", show_lines=False)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*(escape(str(cell)) for cell in row))
+    return table
+
+
+def _commands(routes: list[str]) -> str:
+    from pico.catalog.pipelines import pipeline_info
+
+    return ", ".join(pipeline_info(route).command for route in routes)
+
+
+def _size(size: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(size)

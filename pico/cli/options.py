@@ -25,8 +25,11 @@ from rich.markup import escape
 from pico.cli.app import (
     AllowAnyModel,
     AllowModel,
+    CheckpointDir,
     Demo,
     Device,
+    LoraDir,
+    MaxLoras,
     MaxModels,
     ModelsDir,
     Offload,
@@ -43,7 +46,10 @@ REQUEST_PANEL = "Request"
 OUTPUT_PANEL = "Output"
 
 # Request fields whose option is not simply the kebab-case field name.
-OPTION_NAMES = {"NegativePhrase": "negative", "VaeType": "vae", "OutputFormat": "format"}
+OPTION_NAMES = {"NegativePhrase": "negative", "VaeType": "vae", "OutputFormat": "format", "Loras": "lora"}
+# List fields given as repeated options of text: --lora NAME[:WEIGHT] (a Loras item each).
+TEXT_LISTS = {"Loras": "A LoRA to apply, NAME or NAME:WEIGHT (weight -4 to 4, default 1); repeatable, up to 8. "
+                       "<lora:NAME:WEIGHT> in the phrase works too."}
 # Image fields: a file path on the command line (--image), a path key in batch files ("Image").
 IMAGE_INPUTS = {"ImageBase64": "image", "MaskImageBase64": "mask"}
 IMAGE_HELP = {
@@ -100,7 +106,7 @@ class FieldOption:
                                      annotation=Annotated[self.kind, info])
         kind = Path if self.image else self.kind
         info = typer.Option(self.flag, help=self.help, show_default=False, rich_help_panel=REQUEST_PANEL,
-                            metavar="FILE" if self.image else None)
+                            metavar="FILE" if self.image else "NAME[:WEIGHT]" if self.wire in TEXT_LISTS else None)
         if self.required:  # a required image: click reports it missing, before anything runs
             return inspect.Parameter(self.param, inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[kind, info])
         return inspect.Parameter(self.param, inspect.Parameter.KEYWORD_ONLY, default=None,
@@ -121,8 +127,9 @@ def request_options(request_type: type) -> list[FieldOption]:
         else:
             flag = "--" + OPTION_NAMES.get(wire, kebab(wire))
         options.append(FieldOption(
-            wire=wire, param=f.name, flag=flag, kind=base_type(hints[f.name])[0], image=bool(spec.image),
-            required=spec.required, help=field_help(f, wire),
+            wire=wire, param=f.name, flag=flag, kind=list[str] if wire in TEXT_LISTS else base_type(hints[f.name])[0],
+            image=bool(spec.image), required=spec.required,
+            help=escape(TEXT_LISTS[wire]) if wire in TEXT_LISTS else field_help(f, wire),
         ))
     shared = {wire_name(f.name) for f in wire_fields(GenerationRequest)}
     options.sort(key=lambda o: (o.wire not in POSITIONAL, o.wire in shared))
@@ -158,6 +165,9 @@ class Common:
     quiet: bool = False
     json_lines: bool = False
     models_dir: Path | None = None
+    checkpoint_dir: list[Path] | None = None
+    lora_dir: list[Path] | None = None
+    max_loras: int | None = None
     device: str | None = None
     offload: str | None = None
     xformers: bool | None = None
@@ -171,6 +181,8 @@ class Common:
         """Settings from defaults < PICO_* environment < these flags (and ``overrides`` where not given)."""
         flags = {name: getattr(self, name) for name in _SETTING_FLAGS}
         flags["allow_model"] = tuple(self.allow_model) if self.allow_model else None
+        for name in ("checkpoint_dir", "lora_dir"):
+            flags[name] = tuple(getattr(self, name)) if getattr(self, name) else None
         flags.update({k: v for k, v in overrides.items() if flags.get(k) is None})
         settings = load_settings(**flags)
         if self.quiet and not settings.verbose:  # --quiet: warnings and errors only
@@ -178,12 +190,13 @@ class Common:
         return settings
 
 
-_SETTING_FLAGS = ("models_dir", "device", "offload", "xformers", "demo", "max_models", "allow_model",
+_SETTING_FLAGS = ("models_dir", "checkpoint_dir", "lora_dir", "max_loras", "device", "offload", "xformers", "demo", "max_models", "allow_model",
                   "allow_any_model", "verbose")
 
 
 def _common(out: Out = DEFAULT_OUT, quiet: Quiet = False, json_lines: JsonLines = False,
-            models_dir: ModelsDir = None, device: Device = None, offload: Offload = None,
+            models_dir: ModelsDir = None, checkpoint_dir: CheckpointDir = None, lora_dir: LoraDir = None,
+            max_loras: MaxLoras = None, device: Device = None, offload: Offload = None,
             xformers: Xformers = None, demo: Demo = None, max_models: MaxModels = None,
             allow_model: AllowModel = None, allow_any_model: AllowAnyModel = None, verbose: Verbose = None) -> None:
     """Declares the shared options once; its signature is what with_common appends."""

@@ -9,8 +9,11 @@ import typer
 from pico.cli.app import (
     AllowAnyModel,
     AllowModel,
+    CheckpointDir,
     Demo,
     Device,
+    LoraDir,
+    MaxLoras,
     MaxModels,
     ModelsDir,
     Offload,
@@ -88,6 +91,10 @@ def serve(
     compile_mode: Annotated[Optional[str], flag(
         "--compile-mode", help="torch.compile mode: default, reduce-overhead (CUDA graphs), max-autotune, "
         "max-autotune-no-cudagraphs.", default="default", panel=SPEED)] = None,
+    max_lora_rank: Annotated[Optional[int], flag(
+        "--max-lora-rank", help="With --compile: LoRA slots of the compiled UNet are padded to this rank, so a new LoRA "
+        "up to it swaps in without recompiling (a higher rank compiles once more).", default="64",
+        panel=SPEED)] = None,
     sdxl_vae: Annotated[Optional[str], flag(
         "--sdxl-vae", help="An fp16-safe SDXL VAE for SDXL in half precision (no float32 upcast), e.g. "
         "madebyollin/sdxl-vae-fp16-fix.", panel=SPEED)] = None,
@@ -109,6 +116,9 @@ def serve(
         "requests (instead of a fixed --replicas).", panel=RAY)] = None,
     xformers: Xformers = None,
     models_dir: ModelsDir = None,
+    checkpoint_dir: CheckpointDir = None,
+    lora_dir: LoraDir = None,
+    max_loras: MaxLoras = None,
     allow_model: AllowModel = None,
     allow_any_model: AllowAnyModel = None,
     device: Device = None,
@@ -130,7 +140,8 @@ def serve(
     settings = load_settings(
         host=host, port=port, verbose=verbose, threadsmax=threadsmax, queue=queue, max_body_mb=max_body_mb,
         cors_origin=cors_origin, shutdown_timeout=shutdown_timeout, api_key=api_key, default_model=default_model,
-        xformers=xformers, models_dir=models_dir,
+        xformers=xformers, models_dir=models_dir, checkpoint_dir=tuple(checkpoint_dir) if checkpoint_dir else None,
+        lora_dir=tuple(lora_dir) if lora_dir else None, max_loras=max_loras, max_lora_rank=max_lora_rank,
         device=device, offload=offload, max_models=max_models, demo=demo, max_pixels=max_pixels,
         batch_window_ms=batch_window_ms, max_batch=max_batch, max_streams=max_streams, preload=preload,
         channels_last=channels_last,

@@ -9,8 +9,10 @@ to that pipeline (:meth:`Runner.inputs`), and what it adds to each image's metad
 from __future__ import annotations
 
 import copy
+import itertools
 import logging
 import threading
+from collections import Counter
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -64,6 +66,12 @@ def generators(seeds: list[int]) -> list["torch.Generator"]:
     return [torch.Generator("cpu").manual_seed(s) for s in seeds]
 
 
+# Hugging Face fast tokenizers set truncation and padding on their shared Rust tokenizer at each call, so two
+# calls at once on one tokenizer can each get the other's padding (Diffusers pads to 77, then to "longest"):
+# each derived pipeline gets copies.
+TOKENIZERS = ("tokenizer", "tokenizer_2", "tokenizer_3")
+
+
 class WarmPipelines:
     """Task pipelines derived from one loaded model and kept for reuse, and scheduler prototypes.
 
@@ -96,6 +104,9 @@ class WarmPipelines:
                                      field="Model", hint="Pick a model of a kind this pipeline runs.",
                                      detail=str(exc)) from exc
             pipe.set_progress_bar_config(disable=True)
+            for name in TOKENIZERS:  # a fast tokenizer keeps its padding mode between calls: one per pipeline
+                if getattr(pipe, name, None) is not None:
+                    setattr(pipe, name, copy.deepcopy(getattr(pipe, name)))
         pipe.scheduler = copy.deepcopy(prototype)
         try:
             yield pipe
@@ -104,37 +115,54 @@ class WarmPipelines:
                 self._idle.setdefault(key, []).append(pipe)
 
 
-class AttentionGate:
-    """Lets calls that want the same attention mode run together on shared weights.
+class ModeGate:
+    """Lets calls that want the same mode of a model run together on its shared modules.
 
-    Attention slicing is set on the modules themselves, which concurrent calls share, so the
-    mode changes only while no call runs. A call in the current mode joins the running ones
-    unless a call is waiting for the other mode (so that one cannot be starved).
+    A model's mode is what is set on the modules themselves, which concurrent calls share:
+    attention slicing, and the LoRA adapters that are active with their weights. It changes only
+    while no call runs. Calls are served in arrival order by mode: one joins the running calls when
+    they are in its mode and no call that arrived before it waits for another mode (so none is
+    starved); a call wanting another mode waits until the model is idle, then switches it.
+    ``apply(mode)`` does the switch; if it fails, the mode is unknown and the next call applies its own.
     """
 
-    def __init__(self, apply: Callable[[bool], None]):
+    _UNKNOWN = object()
+
+    def __init__(self, apply: Callable[[Any], None], initial: Any = False):
         self._apply = apply
         self._cond = threading.Condition()
-        self._mode = False
+        self._mode: Any = initial
         self._users = 0
-        self._waiting = {False: 0, True: 0}  # calls waiting for each mode
+        self._queue: list[tuple[int, Any]] = []  # (ticket, mode) of the calls waiting, in arrival order
+        self._tickets = itertools.count()
+        self._waiting: Counter = Counter()  # calls waiting for each mode
+
+    @property
+    def mode(self) -> Any:
+        """The mode the modules are in now (None while unknown, after a failed switch)."""
+        return None if self._mode is self._UNKNOWN else self._mode
 
     @contextmanager
-    def use(self, slicing: bool) -> Iterator[None]:
-        """Hold the model in attention mode ``slicing`` for the duration of a call."""
+    def use(self, mode: Any) -> Iterator[None]:
+        """Hold the model in ``mode`` for the duration of a call (switching it when idle, if need be)."""
         with self._cond:
-            self._waiting[slicing] += 1
+            ticket = next(self._tickets)
+            self._queue.append((ticket, mode))
+            self._waiting[mode] += 1
             try:
-                # One condition, re-checked in full after every wake-up: join the current mode unless
-                # someone waits for the other; switch modes only when no call runs.
-                while not ((self._mode == slicing and not self._waiting[not slicing])
-                           or (self._mode != slicing and self._users == 0)):
+                while not self._may_enter(ticket, mode):
                     self._cond.wait()
             finally:
-                self._waiting[slicing] -= 1
-            if self._mode != slicing:  # only reachable with no call running
-                self._apply(slicing)
-                self._mode = slicing
+                self._queue.remove((ticket, mode))
+                self._waiting[mode] -= 1
+            if self._mode != mode:  # only reachable with no call running
+                self._mode = self._UNKNOWN
+                try:
+                    self._apply(mode)
+                except BaseException:
+                    self._cond.notify_all()
+                    raise
+                self._mode = mode
             self._users += 1
         try:
             yield
@@ -142,6 +170,17 @@ class AttentionGate:
             with self._cond:
                 self._users -= 1
                 self._cond.notify_all()
+
+    def _may_enter(self, ticket: int, mode: Any) -> bool:
+        """Re-checked in full after every wake-up: join the current mode unless an earlier call waits for
+        another; switch modes only when no call runs and no earlier call waits."""
+        ahead = [waiting for number, waiting in self._queue if number < ticket]
+        if self._mode == mode and self._mode is not self._UNKNOWN:
+            return all(waiting == mode for waiting in ahead)
+        return self._users == 0 and not ahead
+
+
+AttentionGate = ModeGate  # the gate over attention slicing alone, as it began
 
 
 def phrase_warnings(pipe: Any, request: GenerationRequest) -> list[str]:

@@ -14,13 +14,14 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
+from pico.catalog.checkpoint_configs import CheckpointConfigs
+from pico.catalog.files import CheckpointFile, FileHash
 from pico.config import Settings
-from pico.errors import InvalidRequest, OutOfMemory
+from pico.errors import InvalidRequest, OutOfMemory, PicoError
 from pico.faults import Faults
 from pico.catalog.models import VAE_MODELS, canonical, model_id
-from pico.catalog.pipelines import text_to_image_pipeline
-from pico.catalog.resolver import ModelResolver
-from pico.pipelines.base import AttentionGate, CallContext, WarmPipelines
+from pico.catalog.resolver import CheckpointSource, LoraChoice, ModelPlan, ModelResolver
+from pico.pipelines.base import CallContext, ModeGate, WarmPipelines
 from pico.pipelines.device import (
     configure_attention,
     free_device_memory,
@@ -34,7 +35,8 @@ from pico.pipelines.device import (
     quiet_libraries,
     settle_python_heap,
 )
-from pico.pipelines.loader import ModelCache, load_pipeline, load_vae
+from pico.pipelines.loader import ModelCache, load_checkpoint, load_pipeline, load_vae
+from pico.pipelines.loras import HotSwapLoraAdapters, LoraAdapters, LoraMode, lora_mode
 from pico.pipelines.prompt_embeds import CHUNK, chunk_count
 from pico.pipelines.registry import find_runner, runner_for
 from pico.pipelines.speedups import CUDA_GRAPH_MODES, speed_up
@@ -51,23 +53,36 @@ LOAD_OOM_HINT = ("Load fewer models at once (--max-models), free the GPU of othe
 
 @dataclass(frozen=True)
 class ModelKey:
-    """What changes the weights: the model (aliases followed) and the dtype."""
+    """What changes the weights: the model (aliases followed, or a checkpoint's name and file version) and the dtype."""
 
-    model_id: str
+    model_id: str  # an org/name id, or a checkpoint's name inside its folder: what status pages show
     dtype: Any
+    file: tuple[str, int, float] | None = None  # a checkpoint's (real path, size, mtime): a new version reloads
+    checkpoint: CheckpointFile | None = field(default=None, compare=False, repr=False)
 
     def __str__(self) -> str:
         return f"{self.model_id} ({str(self.dtype).removeprefix('torch.')})"
 
 
+@dataclass(frozen=True)
+class Mode:
+    """What is set on a model's shared modules for a call: attention slicing and the active LoRAs."""
+
+    slicing: bool
+    loras: LoraMode = ()
+    choices: tuple[LoraChoice, ...] = field(default=(), compare=False)  # the files behind ``loras``
+
+
 @dataclass
 class LoadedModel:
-    """A pipeline resident on the device, the task pipelines derived from it, and its attention gate."""
+    """A pipeline resident on the device, the task pipelines derived from it, its mode gate and LoRA adapters."""
 
     pipeline: Any
-    gate: AttentionGate
+    gate: ModeGate
     warm: WarmPipelines
     memory: dict[str, tuple[int, int]] = field(default_factory=dict)  # component -> (parameters, bytes)
+    loras: LoraAdapters | None = None
+    checkpoint_hash: FileHash | None = None  # A1111's hash of a checkpoint's file
 
 
 class Engine:
@@ -78,6 +93,8 @@ class Engine:
         self.settings = settings
         self.device = pick_device(settings.device)
         self.resolver = ModelResolver.for_settings(settings)
+        self.files = self.resolver.files
+        self.configs = CheckpointConfigs(self.resolver.local_folder, settings.cache_dir)
         self.faults = Faults(settings.faults)
         self.cache = ModelCache(self._read, settings.max_models, release=self._release, place=self._install,
                                 discard=self._discard)
@@ -107,18 +124,19 @@ class Engine:
         first = requests[0]
         runner = runner_for(first)
         dtype, precision_note = pick_dtype(first.precision, self.device)
-        self.resolver.require_allowed(first.model)
+        plan = self.resolver.plan(first, runner.route)
         refiner = getattr(first, "refiner", None)
         if refiner:
             self.resolver.require_allowed(refiner)
-        key = ModelKey(canonical(first.model), dtype)
+        key = self._key(plan, dtype)
         with self.cache.use(key) as entry:
             model: LoadedModel = entry.value
             for request in requests:
                 runner.check(model.pipeline, request)
             vae = self._vae(first.vae_type, dtype, model.pipeline)
             scheduler = first.scheduler or runner.default_scheduler
-            with model.gate.use(first.attention_slicing), model.warm.lease(runner, vae, scheduler) as pipe, \
+            mode = Mode(first.attention_slicing, lora_mode(plan.loras), plan.loras)
+            with model.gate.use(mode), model.warm.lease(runner, vae, scheduler) as pipe, \
                     self._refiner(first, runner, key, scheduler) as refiner_pipe:
                 ctx = CallContext(
                     pipe=pipe,
@@ -130,7 +148,37 @@ class Engine:
                     fault=self.faults.at_step if self.faults.active else None,
                     refiner=refiner_pipe,
                 )
-                return runner.run(ctx, requests)
+                generations = runner.run(ctx, requests)
+        resources = self._resources(plan, model)
+        for generation in generations:
+            for meta in generation.metadata:
+                meta.update(resources)
+        return generations
+
+    def plan(self, request: GenerationRequest, route: str) -> ModelPlan:
+        """What a request's Model and LoRAs are on this server, refusing what cannot run on ``route``: torch-free,
+        so transports call it before queueing a request (the engine calls it again when it runs)."""
+        return self.resolver.plan(request, route)
+
+    def _resources(self, plan: ModelPlan, model: LoadedModel) -> dict[str, Any]:
+        """What each image records of the files it was made with: the checkpoint and the LoRAs, with A1111's hashes."""
+        resources: dict[str, Any] = {}
+        if plan.checkpoint is not None:
+            hashed = model.checkpoint_hash
+            resources["Checkpoint"] = {"Name": plan.checkpoint.name, "Hash": hashed.shorthash if hashed else None}
+        if plan.loras:
+            resources["Loras"] = [
+                {"Name": choice.file.name, "Weight": choice.weight,
+                 **({"UnetWeight": choice.unet_weight} if choice.unet_weight != choice.weight else {}),
+                 "Hash": self._lora_hash(choice)}
+                for choice in plan.loras]
+        return resources
+
+    def _lora_hash(self, choice: LoraChoice) -> str | None:
+        try:
+            return self.files.lora_hash(choice.file).shorthash if self.files is not None else None
+        except PicoError:  # removed since it was loaded: the image is made, only its record lacks the hash
+            return None
 
     @contextmanager
     def _refiner(self, request: GenerationRequest, runner: Any, base_key: ModelKey,
@@ -145,17 +193,36 @@ class Engine:
             model: LoadedModel = entry.value
             runner.check_refiner(model.pipeline, request)
             # The base's own weights as refiner: its attention gate is already held by this call.
-            gate = model.gate.use(request.attention_slicing) if key != base_key else nullcontext()
+            gate = model.gate.use(Mode(request.attention_slicing)) if key != base_key else nullcontext()
             with gate, model.warm.lease(find_runner("image-to-image"), None, scheduler) as pipe:
                 yield pipe
 
     def batch_key(self, request: GenerationRequest) -> tuple | None:
-        """What a request must share with others to run in one batched call (None: it cannot)."""
+        """What a request must share with others to run in one batched call (None: it cannot).
+
+        Requests share a call only with the same LoRAs at the same weights: adapters are set on the
+        model for the whole call.
+        """
         key = runner_for(request).batch_key(request)
         if key is None:
             return None
         shape = self._phrase_shape(request)
-        return None if shape is None else (canonical(request.model), *key, shape)
+        loras = tuple(lora.key() for lora in request.lora_set)
+        return None if shape is None else (self._model_name(request.model), *key, loras, shape)
+
+    def _key(self, plan: ModelPlan, dtype: Any) -> ModelKey:
+        file = plan.checkpoint
+        if file is None:
+            return ModelKey(canonical(plan.source.model_id), dtype)
+        return ModelKey(file.name, dtype, (str(file.path), file.size, file.mtime), file)
+
+    def _model_name(self, model: str) -> str:
+        """A Model as the cache keys show it: an id with its aliases followed, or a checkpoint's name."""
+        try:
+            source = self.resolver.resolve(model)
+        except PicoError:
+            return canonical(model)
+        return source.model_id if isinstance(source, CheckpointSource) else canonical(model)
 
     def _phrase_shape(self, request: GenerationRequest) -> tuple | None:
         """What A1111's reading of the phrases must share to batch exactly: 77-token chunks and guidance weight.
@@ -171,8 +238,8 @@ class Engine:
         if len(phrase.encode("utf-8")) <= CHUNK and len(negative.encode("utf-8")) <= CHUNK \
                 and "BREAK" not in phrase + negative:
             return (plan.guidance_factor, 1)
-        loaded = next((entry.value for entry in self.cache.entries()
-                       if entry.key.model_id == canonical(request.model)), None)
+        name = self._model_name(request.model)
+        loaded = next((entry.value for entry in self.cache.entries() if entry.key.model_id == name), None)
         if loaded is None:
             return None
         return (plan.guidance_factor, chunk_count(loaded.pipeline, phrase, request.negative_phrase,
@@ -180,7 +247,8 @@ class Engine:
 
     def is_loaded(self, model: str) -> bool:
         """True when ``model`` (by any of its names) is resident."""
-        return any(key.model_id == canonical(model) for key in self.cache.keys())
+        name = self._model_name(model)
+        return any(key.model_id == name for key in self.cache.keys())
 
     def loaded_models(self) -> list[str]:
         """The models resident now, least recently used first."""
@@ -240,7 +308,7 @@ class Engine:
         """
         for name in models:
             model = model_id(name)
-            request_type = text_to_image_pipeline(model).request_type
+            request_type = self.resolver.text_to_image_pipeline(model).request_type
             request = request_type.parse({"Phrase": "warm-up", "Steps": 2, "Model": model}, self.settings.max_pixels)
             started = time.perf_counter()
             try:
@@ -251,8 +319,16 @@ class Engine:
 
     def _read(self, key: ModelKey) -> Any:
         """Read a model's weights into host memory (the cache evicts for it only once this worked)."""
-        return load_pipeline(self.resolver.resolve(key.model_id), key.dtype, offline=_hub_offline(),
-                             fault=self.faults.at_load if self.faults.active else None)
+        fault = self.faults.at_load if self.faults.active else None
+        if key.checkpoint is not None:
+            file = key.checkpoint
+            config = self.configs.for_checkpoint(file.family or "", file.prediction)
+            if config is None:  # the plan refuses these families; a file changed under us lands here
+                raise InvalidRequest(f"Checkpoint {file.name} is of a family PICO does not load", field="Model")
+            log.info("loading checkpoint %s with the %s configuration of %s", file.name, config.origin,
+                     config.model_id)
+            return load_checkpoint(file, config, key.dtype, fault=fault)
+        return load_pipeline(self.resolver.resolve(key.model_id), key.dtype, offline=_hub_offline(), fault=fault)
 
     def _install(self, key: ModelKey, pipe: Any) -> LoadedModel:
         """Put a read model on the device with this engine's options; out of memory becomes OutOfMemory."""
@@ -271,11 +347,32 @@ class Engine:
             keep_vae_in_float32(pipe.vae)  # with --sdxl-vae its own VAE goes unused
         speed_up(pipe, channels_last=settings.channels_last, fuse_qkv=settings.fuse_qkv,
                  compile_mode=settings.compile_mode if settings.compile else None)
-        gate = AttentionGate(lambda slicing: configure_attention(pipe, slicing, self.xformers, settings.fuse_qkv))
+        loras = None
+        if _takes_loras(pipe) and settings.compile and hasattr(pipe, "unet"):  # a compiled UNet keeps its structure
+            loras = HotSwapLoraAdapters(pipe, settings.max_loras, settings.max_lora_rank, on_load=self._hash_lora)
+        elif _takes_loras(pipe):
+            loras = LoraAdapters(pipe, settings.max_loras, on_load=self._hash_lora)
+        slicing = [False]
+
+        def switch(mode: Mode) -> None:  # only while no call runs on this model (the gate's promise)
+            if mode.slicing != slicing[0]:
+                configure_attention(pipe, mode.slicing, self.xformers, settings.fuse_qkv)
+                slicing[0] = mode.slicing
+            if loras is not None:
+                loras.activate(mode.choices)
+            elif mode.choices:
+                raise InvalidRequest(f"This model ({type(pipe).__name__}) takes no LoRAs", field="Loras")
+
         if self.xformers:
             configure_attention(pipe, False, True)
+        checkpoint_hash = self.files.checkpoint_hash(key.checkpoint) if key.checkpoint is not None else None
         settle_python_heap()
-        return LoadedModel(pipe, gate, WarmPipelines(pipe), model_memory(pipe))
+        return LoadedModel(pipe, ModeGate(switch, Mode(False)), WarmPipelines(pipe), model_memory(pipe), loras,
+                           checkpoint_hash)
+
+    def _hash_lora(self, choice: LoraChoice) -> None:
+        """Hash a LoRA file as it loads (it is in the page cache then), for the images' records."""
+        self._lora_hash(choice)
 
     def _place(self, pipe: Any) -> None:
         offload = self.settings.offload
@@ -292,7 +389,8 @@ class Engine:
         free_device_memory(self.device)
 
     def _release(self, model: LoadedModel) -> None:
-        model.pipeline = model.gate = model.warm = None  # the gate and the warm pipelines hold the weights too
+        # the gate, the warm pipelines and the adapters hold the weights too
+        model.pipeline = model.gate = model.warm = model.loras = None
         free_device_memory(self.device)
 
     def _vae(self, vae_type: str, dtype: Any, base: Any) -> Any:
@@ -316,6 +414,11 @@ class Engine:
                     keep_vae_in_float32(vae)
                 self._vaes[(vae_id, dtype)] = vae
             return vae
+
+
+def _takes_loras(pipe: Any) -> bool:
+    """Whether Diffusers can load LoRAs into this pipeline."""
+    return hasattr(pipe, "load_lora_weights") and hasattr(pipe, "set_adapters")
 
 
 def _hub_offline() -> bool:

@@ -1,8 +1,10 @@
 """Loading models and keeping them: safetensors loading with clear errors, and the warm cache.
 
-Where a model loads from is the catalog's business (``pico.catalog.resolver``). Loaded
-pipelines stay resident in a bounded least-recently-used cache keyed by what changes the
-weights (model and dtype); every pipeline family derives its own pipeline from them.
+Where a model loads from is the catalog's business (``pico.catalog.resolver``): a Diffusers
+folder, the hub, or a single-file checkpoint with the configuration folder of its family
+(``pico.catalog.checkpoint_configs``). Loaded pipelines stay resident in a bounded
+least-recently-used cache keyed by what changes the weights (model and dtype); every pipeline
+family derives its own pipeline from them.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Hashable, Iterator
 
-from pico.catalog.resolver import ModelSource
+from pico.catalog.checkpoint_configs import PIPELINE_CLASSES, PREDICTION_TYPES, ConfigFolder
+from pico.catalog.files import CheckpointFile
+from pico.catalog.resolver import FAMILY_WORDS, ModelSource
 from pico.errors import ModelUnavailable
 
 log = logging.getLogger("pico")
@@ -38,6 +42,62 @@ def load_pipeline(source: ModelSource, dtype: Any, offline: bool,
         return DiffusionPipeline.from_pretrained(
             source.location, revision=source.revision, dtype=dtype, use_safetensors=True, **extra
         )
+
+
+def load_checkpoint(file: CheckpointFile, config: ConfigFolder, dtype: Any,
+                    fault: Callable[[str], None] | None = None) -> Any:
+    """Load a single-file checkpoint with its family's configuration folder: offline, safetensors only.
+
+    Diffusers converts the original (LDM) layout; ``config`` supplies the model index, component
+    configs, scheduler and tokenizers, so nothing is fetched. A prediction type the file states
+    (its .yaml, its metadata) that differs from the configuration's is set on the scheduler.
+    """
+    import diffusers
+
+    cls = getattr(diffusers, PIPELINE_CLASSES[file.family])
+    extra = {} if "XL" in cls.__name__ else {"requires_safety_checker": False}
+    with _checkpoint_errors(file, config):
+        if fault is not None:
+            fault(file.name)
+        pipe = cls.from_single_file(str(file.path), config=str(config.folder), dtype=dtype, local_files_only=True,
+                                    **extra)
+    wanted = PREDICTION_TYPES.get(file.prediction or "")
+    if wanted and pipe.scheduler.config.get("prediction_type") != wanted:
+        pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, prediction_type=wanted)
+    return pipe
+
+
+@contextmanager
+def _checkpoint_errors(file: CheckpointFile, config: ConfigFolder) -> Iterator[None]:
+    """A checkpoint that will not load is the file's fault: 422 (a retry cannot help), 404 once it is gone.
+
+    Messages name the file as clients know it; the library's words (with paths) go to the log and Detail.
+    """
+    words = FAMILY_WORDS.get(file.family or "", file.family)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks.*")
+            yield
+    except FileNotFoundError as exc:
+        raise _checkpoint_unavailable(file, exc, f"Checkpoint {file.name} is no longer in its folder", 404,
+                                      "It was moved or deleted; list the checkpoints again.") from None
+    except Exception as exc:
+        if is_out_of_memory_error(exc):
+            raise
+        raise _checkpoint_unavailable(
+            file, exc, f"Checkpoint {file.name} could not be loaded as an {words} model: its weights do not fit the "
+            f"{words} layout ({config.origin} configuration of {config.model_id})", 422,
+            "The file may be damaged or of a variant PICO does not know; the server log (or --verbose) says more.",
+        ) from None
+
+
+def _checkpoint_unavailable(file: CheckpointFile, exc: BaseException, message: str, status: int,
+                            hint: str) -> ModelUnavailable:
+    detail = _first_line(exc)
+    log.warning("loading checkpoint %s failed: %s: %s", file.name, type(exc).__name__, detail)
+    error = ModelUnavailable(message, status=status, hint=hint, detail=f"{type(exc).__name__}: {detail}")
+    error.__cause__ = exc
+    return error
 
 
 def load_vae(source: ModelSource, dtype: Any, offline: bool) -> Any:

@@ -41,8 +41,10 @@ class Spec:
     example: Any = None
 
 
-def option(default: Any = None, **spec: Any) -> Any:
-    """A request field with a default and a :class:`Spec` (range, choices, description)."""
+def option(default: Any = None, *, factory: Any = None, **spec: Any) -> Any:
+    """A request field with a default (or a ``factory`` for mutable ones) and a :class:`Spec` (range, choices...)."""
+    if factory is not None:
+        return field(default_factory=factory, metadata={"pico": Spec(**spec)})
     return field(default=default, metadata={"pico": Spec(**spec)})
 
 
@@ -146,6 +148,8 @@ def coerce(key: str, value: Any, annotation: Any, s: Spec) -> Any:
             return None
         raise InvalidRequest(f"{key} must not be null; leave it out to get the default", field=key)
     origin = typing.get_origin(kind)
+    if origin is list and dataclasses.is_dataclass(typing.get_args(kind)[0]):
+        return _coerce_items(key, value, typing.get_args(kind)[0], s)
     if origin is list:
         (item,) = typing.get_args(kind)
         if not isinstance(value, list) or not all(isinstance(v, item) for v in value):
@@ -197,29 +201,70 @@ def parse(cls: type[T], body: Any) -> T:
 
     Raises MalformedRequest when the body is not an object, InvalidRequest naming the
     first field that is missing, of the wrong type or out of range. Unknown keys are
-    kept in the request's ``ignored_fields`` so a misspelt field is visible.
+    kept in the request's ``ignored_fields`` so a misspelt field is visible. Fields that
+    are lists of dataclasses (``Loras``) are parsed item by item; an error names the item's
+    field as ``Loras[1].Weight``.
     """
     if not isinstance(body, dict):
         raise MalformedRequest(f"The request body must be a JSON object, got {describe(body)}")
+    request, ignored = _parse_object(cls, body, "")
+    if "ignored_fields" in {f.name for f in dataclasses.fields(cls)}:
+        request.ignored_fields = sorted(ignored)
+    return request
+
+
+def _parse_object(cls: type[T], body: dict, prefix: str) -> tuple[T, list[str]]:
+    """(the dataclass ``cls`` made from ``body``, the unknown keys) with error fields under ``prefix``."""
     hints = type_hints(cls)
     values: dict[str, Any] = {}
     known = set()
+    ignored: list[str] = []
     for f in wire_fields(cls):
         key = wire_name(f.name, cls)
         known.add(key)
         s = spec_of(f)
         if s.file:
             continue
+        name = prefix + key
         if key not in body:
             if s.required:
-                raise InvalidRequest(f"{key} is required", field=key, hint=_did_you_mean(key, body))
+                raise InvalidRequest(f"{name} is required", field=name, hint=_did_you_mean(key, body))
             continue
-        values[f.name] = coerce(key, body[key], hints[f.name], s)
+        value = body[key]
+        if typing.get_origin(base_type(hints[f.name])[0]) is list and _items_are_dataclasses(hints[f.name]):
+            values[f.name], nested_ignored = _coerce_items(name, value, _item_type(hints[f.name]), s, with_ignored=True)
+            ignored += nested_ignored
+        else:
+            values[f.name] = coerce(name, value, hints[f.name], s)
         if s.required and values[f.name] in (None, ""):
-            raise InvalidRequest(f"{key} is required and must not be empty", field=key)
-    request = cls(**values)
-    request.ignored_fields = sorted(k for k in body if k not in known)
-    return request
+            raise InvalidRequest(f"{name} is required and must not be empty", field=name)
+    ignored += [prefix + str(k) for k in body if k not in known]
+    return cls(**values), ignored
+
+
+def _item_type(annotation: Any) -> type:
+    return typing.get_args(base_type(annotation)[0])[0]
+
+
+def _items_are_dataclasses(annotation: Any) -> bool:
+    return dataclasses.is_dataclass(_item_type(annotation))
+
+
+def _coerce_items(key: str, value: Any, item: type, s: Spec, with_ignored: bool = False) -> Any:
+    """A JSON array of objects as a list of dataclass ``item``; errors name ``key[i].Field``."""
+    if not isinstance(value, list):
+        raise InvalidRequest(f"{key} must be an array of objects, got {describe(value)}", field=key)
+    if s.max_length is not None and len(value) > s.max_length:
+        raise InvalidRequest(f"{key} has {len(value)} items; the limit is {s.max_length}", field=key)
+    items, ignored = [], []
+    for index, entry in enumerate(value):
+        name = f"{key}[{index}]"
+        if not isinstance(entry, dict):
+            raise InvalidRequest(f"{name} must be an object, got {describe(entry)}", field=name)
+        parsed, unknown = _parse_object(item, entry, name + ".")
+        items.append(parsed)
+        ignored += unknown
+    return (items, ignored) if with_ignored else items
 
 
 def _did_you_mean(key: str, body: dict) -> str | None:

@@ -86,17 +86,36 @@ def a1111_parameters(meta: dict[str, Any]) -> str:
         lines.append(meta["Phrase"])
     if meta.get("NegativePhrase"):
         lines.append(f"Negative prompt: {meta['NegativePhrase']}")
+    checkpoint = meta.get("Checkpoint") or {}
+    loras = meta.get("Loras") or []
     parts = [
         ("Steps", meta.get("Quality")),
         ("Sampler", meta.get("Scheduler")),
         ("CFG scale", meta.get("GuidanceScale")),
         ("Seed", meta.get("Seed")),
         ("Size", f"{meta['Width']}x{meta['Height']}" if meta.get("Width") else None),
-        ("Model", meta.get("Model")),
+        ("Model hash", checkpoint.get("Hash") or None),
+        ("Model", _stem(checkpoint["Name"]) if checkpoint.get("Name") else meta.get("Model")),
         ("Denoising strength", meta.get("Strength")),
+        ("Lora hashes", _quoted(", ".join(f"{_stem(lora['Name'])}: {lora['Hash']}" for lora in loras
+                                           if lora.get("Hash"))) if loras else None),
     ]
     lines.append(", ".join(f"{k}: {v}" for k, v in parts if v is not None))
     return "\n".join(lines)
+
+
+def _stem(name: str) -> str:
+    """A file's name as A1111 writes it in infotexts: no folders, no extension (``sdxl/juggernaut.safetensors``
+    -> ``juggernaut``)."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    return base.rsplit(".", 1)[0] if base.lower().endswith((".safetensors", ".ckpt", ".pt", ".bin", ".pth")) else base
+
+
+def _quoted(text: str) -> str | None:
+    """A value as A1111 writes it in the key/value line: JSON-quoted when it holds a comma, colon or quote."""
+    if not text:
+        return None
+    return json.dumps(text, ensure_ascii=False) if any(c in text for c in ',:"') else text
 
 
 def encode_image(image: Image.Image, fmt: str = "png", parameters: dict | None = None,

@@ -16,6 +16,7 @@ from dataclasses_json import config as json_config
 from PIL import Image
 
 from pico.catalog.families import Family, defaults_for
+from pico.catalog.files.names import parse_name
 from pico.errors import InvalidRequest
 from pico.catalog.models import (
     FLUX_SCHNELL_MODEL,
@@ -33,6 +34,7 @@ from pico.catalog.samplers import FLOW_SCHEDULER_NAMES, SCHEDULER_NAMES
 from pico.schemas import fields
 from pico.schemas.fields import internal, option
 from pico.schemas.images import FORMATS, decode_image
+from pico.prompt_syntax import extract_extra_networks, strip_comments
 
 MAX_STEPS = 250
 MAX_TOTAL = 5
@@ -42,11 +44,32 @@ MIN_SIDE, MAX_SIDE = 64, 4096
 MAX_SEQUENCE_LENGTH = 512  # T5 tokens SD 3 and FLUX read at most
 PRECISIONS = ("half", "full", "bfloat16")
 MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*")
+MAX_LORAS = 8
+MAX_LORA_WEIGHT = 4.0
 
 
 def valid_model_id(text: str) -> bool:
     """True for an org/name model id: no path, no '..', nothing after the name (not even a newline)."""
     return MODEL_ID.fullmatch(text) is not None and ".." not in text
+
+
+def check_model_name(text: str, field: str = "Model") -> None:
+    """Refuse a Model that is neither an org/name id nor a checkpoint name that stays inside its folder.
+
+    Which one it is, and whether it exists, is the resolver's business (``pico.catalog.resolver``);
+    this only refuses what can never name anything: paths, '..', control characters.
+    """
+    if valid_model_id(text):
+        return
+    try:
+        parse_name(text, field, "checkpoint")
+    except InvalidRequest as exc:
+        raise InvalidRequest(
+            f"{field} must be a model id (org/name) or a checkpoint's name inside its folder, got {text!r}",
+            field=field, hint="Local paths are not accepted: put Diffusers models in the models directory as org/name, "
+            "and single-file checkpoints in a checkpoint folder (named by their path inside it).",
+            detail=exc.message) from None
+
 
 def pick_seeds(seed: int | None, total: int) -> list[int]:
     """One seed per image: ``seed``, ``seed``+1, ... (a random start when seed is null or -1)."""
@@ -58,8 +81,30 @@ R = TypeVar("R", bound="GenerationRequest")
 
 
 def _model(default: str) -> Any:
-    return option(default, description="Model id, org/name: from the models directory or the Hugging Face hub.",
-                  max_length=200)
+    return option(default, max_length=1024,
+                  description="Model id, org/name (from the models directory or the Hugging Face hub), or a "
+                              "single-file checkpoint: its path inside its folder with or without .safetensors, "
+                              "A1111's title 'name.safetensors [hash]', or its short hash.")
+
+
+@dataclass(kw_only=True)
+class Lora(DataClassJsonMixin):
+    """One LoRA to apply, and how strongly."""
+
+    dataclass_json_config: ClassVar[dict] = json_config(letter_case=LetterCase.PASCAL)["dataclasses_json"]
+
+    name: str = option("", required=True, max_length=1024, example="add-detail",
+                       description="The LoRA file: its path inside its folder, with or without .safetensors, or "
+                                   "its file name alone as in A1111's <lora:NAME:WEIGHT>.")
+    weight: float = option(1.0, minimum=-MAX_LORA_WEIGHT, maximum=MAX_LORA_WEIGHT,
+                           description="How strongly it applies (0 = not at all; negative inverts it).")
+    unet_weight: float | None = option(None, minimum=-MAX_LORA_WEIGHT, maximum=MAX_LORA_WEIGHT,
+                                       description="A different weight for the UNet (A1111's <lora:NAME:TE:UNET>); "
+                                                   "default: Weight.")
+
+    def key(self) -> tuple[str, float, float]:
+        """(name, text-encoder weight, UNet weight): what tells two LoRA choices apart."""
+        return (self.name, self.weight, self.weight if self.unet_weight is None else self.unet_weight)
 
 
 def _guidance(default: float) -> Any:
@@ -135,9 +180,13 @@ class GenerationRequest(DataClassJsonMixin):
     scheduler: str | None = option(None, choices=SCHEDULER_NAMES,
                                    description="Sampler, by its AUTOMATIC1111 name; default: the model's own.")
     output_format: str = option("png", choices=FORMATS, description="Encoding of the returned images.")
+    loras: list[Lora] = option(factory=list, max_length=MAX_LORAS,
+                               description="LoRAs to apply (from the LoRA folders), each with a weight; "
+                                           "<lora:NAME:WEIGHT> tags in the phrase add to them.")
 
     ignored_fields: list[str] = internal(list)
     images: dict[str, Image.Image] = internal(dict)
+    lora_set: list[Lora] = internal(list)  # Loras and the phrase's <lora:...> tags: what is applied
 
     route_family: ClassVar[str | None] = None  # the family a route serves when the model's name does not tell
     sd_guidance: ClassVar[float] = 7.5  # a null GuidanceScale on an SD 1/2/XL model (routes of every family)
@@ -148,11 +197,8 @@ class GenerationRequest(DataClassJsonMixin):
 
     def validate(self, max_pixels: int) -> None:
         """Checks across fields, and decoding of image fields; raises InvalidRequest."""
-        if not valid_model_id(self.model):
-            raise InvalidRequest(
-                f"Model must be a model id of the form org/name, got {self.model!r}", field="Model",
-                hint="Local paths are not accepted: put the model in the models directory and use its org/name.",
-            )
+        check_model_name(self.model)
+        self.lora_set = merge_loras(self.loras, self.phrase_loras())
         if canonical(self.model) in NOT_PIPELINES:
             default = type(self).__dataclass_fields__["model"].default
             raise InvalidRequest(
@@ -188,6 +234,10 @@ class GenerationRequest(DataClassJsonMixin):
             self.precision = family.cuda_precision
         if getattr(self, "max_sequence_length", 0) is None and family.max_sequence_length:
             self.max_sequence_length = family.max_sequence_length
+
+    def phrase_loras(self) -> list[Lora]:
+        """The LoRAs named by ``<lora:NAME:WEIGHT>`` tags in the phrase (none for requests without one)."""
+        return []
 
     def step_count(self) -> int:
         """Denoising steps: Steps when given, else round(250 x Quality) from 1 to 250, else the family's default."""
@@ -238,6 +288,57 @@ class StableDiffusionRequest(GenerationRequest):
                                    description="Text-encoder layers to stop before the last, counted as A1111 and "
                                                "model cards do: 1 is the last layer, 2 the one before; default: the "
                                                "model's own.")
+
+    def phrase_loras(self) -> list[Lora]:
+        """``<lora:NAME:WEIGHT>`` tags in the phrase, read as A1111 reads them (not with PromptSyntax literal)."""
+        if self.prompt_syntax == "literal" or not self.phrase:
+            return []
+        try:
+            _, tags, _ = extract_extra_networks(strip_comments(self.phrase))
+        except InvalidRequest as error:  # a weight that is not a number
+            error.field = error.field or "Phrase"
+            raise
+        for tag in tags:
+            for value in (tag.weight, tag.unet_weight):
+                if not -MAX_LORA_WEIGHT <= value <= MAX_LORA_WEIGHT:
+                    raise InvalidRequest(f"The weight {value:g} of <lora:{tag.name}:...> in Phrase is out of range; "
+                                         f"LoRA weights are between -4 and 4", field="Phrase")
+        return [Lora(name=tag.name, weight=tag.weight,
+                     unet_weight=None if tag.unet_weight == tag.weight else tag.unet_weight) for tag in tags]
+
+
+def lora_from_text(text: str, field: str) -> dict[str, Any]:
+    """A LoRA written as ``NAME`` or ``NAME:WEIGHT`` (the CLI's --lora, OpenAI's short form) as a Loras item."""
+    name, sep, weight = text.strip().rpartition(":")
+    if sep:
+        try:
+            return {"Name": name, "Weight": float(weight)}
+        except ValueError:
+            pass  # a colon that is part of the name
+    if not text.strip():
+        raise InvalidRequest(f"{field} is empty; write NAME or NAME:WEIGHT", field=field)
+    return {"Name": text.strip()}
+
+
+def merge_loras(given: list[Lora], tagged: list[Lora]) -> list[Lora]:
+    """The LoRAs a request applies: the Loras field, then the phrase's tags; a name twice is an error."""
+    merged = list(given) + list(tagged)
+    if len(merged) > MAX_LORAS:
+        raise InvalidRequest(f"The request applies {len(merged)} LoRAs (Loras and <lora:...> tags together); "
+                             f"the limit is {MAX_LORAS}", field="Loras")
+    seen: dict[str, int] = {}
+    for index, lora in enumerate(merged):
+        where = f"Loras[{index}]" if index < len(given) else "Phrase"
+        name = lora.name.strip()
+        if not name:
+            raise InvalidRequest(f"{where}.Name is empty; name a LoRA file" if where != "Phrase"
+                                 else "A <lora:...> tag in Phrase has no name", field=where)
+        parse_name(name, f"{where}.Name" if where != "Phrase" else "Phrase", "LoRA")
+        if name.casefold() in seen:
+            raise InvalidRequest(f"LoRA {name!r} is named twice (in Loras or as a <lora:...> tag in Phrase)",
+                                 field=where, hint="Name each LoRA once, with the weight you want.")
+        seen[name.casefold()] = index
+    return merged
 
 
 @dataclass(kw_only=True)

@@ -22,7 +22,11 @@ if TYPE_CHECKING:
 
 def run_job(service: "Service", pipeline: PipelineInfo, request: GenerationRequest,
             origin: str = "pico") -> tuple["Job", Generation]:
-    """Run a request through the job slots (batched with others when it can be) for the current HTTP request."""
+    """Run a request through the job slots (batched with others when it can be) for the current HTTP request.
+
+    Its model, route and LoRAs are checked first, so a request that cannot run never waits for a slot.
+    """
+    service.engine.plan(request, pipeline.route)
     environ = bottle.request.environ
     job, generation = service.jobs.run(pipeline.route, request, on_start=announce_job, alive=liveness(environ),
                                        origin=origin)
@@ -33,6 +37,8 @@ def run_job(service: "Service", pipeline: PipelineInfo, request: GenerationReque
 def run_jobs(service: "Service", pipeline: PipelineInfo, requests: list[GenerationRequest],
              origin: str = "pico") -> tuple["Job", list[Generation]]:
     """Run requests one after another in one job and one slot, for the current HTTP request."""
+    for request in requests[:1]:  # they share model and LoRAs (A1111's n_iter): check once, before any slot
+        service.engine.plan(request, pipeline.route)
     environ = bottle.request.environ
     job, generations = service.jobs.run_many(pipeline.route, requests, on_start=announce_job,
                                              alive=liveness(environ), origin=origin)

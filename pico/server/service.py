@@ -10,7 +10,7 @@ from pico.catalog.models import model_id
 from pico.config import Settings
 from pico.errors import InvalidRequest
 from pico.jobs import Jobs
-from pico.schemas.requests import valid_model_id
+from pico.schemas.requests import check_model_name
 
 if TYPE_CHECKING:
     from pico.pipelines.engine import Engine
@@ -28,6 +28,8 @@ class Service:
 
     def __post_init__(self) -> None:
         self.default_model = self.default_model or model_id(self.settings.default_model)
-        if not valid_model_id(self.default_model):
-            raise InvalidRequest(f"--default-model must be sd15, sd2, sdxl or an org/name model id, got "
-                                 f"{self.settings.default_model!r}", field="default-model")
+        try:
+            check_model_name(self.default_model, "default-model")
+        except InvalidRequest:
+            raise InvalidRequest(f"--default-model must be sd15, sd2, sdxl, an org/name model id or a checkpoint's "
+                                 f"name, got {self.settings.default_model!r}", field="default-model") from None

@@ -65,7 +65,7 @@ def test_options_become_the_request(pico, models, tmp_path):
         "Model": "runwayml/stable-diffusion-v1-5", "Total": 1, "Seed": 7, "GuidanceScale": 6.5, "Quality": None,
         "Steps": 2, "Precision": "full", "VaeType": "original", "AttentionSlicing": True, "Width": 72,
         "Height": 64, "Scheduler": "Euler a", "OutputFormat": "png", "Phrase": "ginger cat",
-        "NegativePhrase": "dog", "PromptSyntax": "a1111", "ClipSkip": None,
+        "NegativePhrase": "dog", "PromptSyntax": "a1111", "ClipSkip": None, "Loras": [],
     }
     assert found["parameters"] == ("ginger cat\nNegative prompt: dog\nSteps: 2, Sampler: Euler a, CFG scale: 6.5, "
                                    "Seed: 7, Size: 72x64, Model: runwayml/stable-diffusion-v1-5")
@@ -122,7 +122,7 @@ def test_a_taken_name_gets_a_counter_and_the_old_file_is_kept(tmp_path):
     (["stable-diffusion", "cat", "--width", "100", "--height", "64"], "error: Width must be a multiple of 8, got 100"),
     (["stable-diffusion", "cat", "--width", "64"], "error: Height must be given together with Width"),
     (["stable-diffusion-xl", "cat", "--vae", "mse"], "error: VaeType 'mse' does not fit SDXL model"),
-    (["stable-diffusion", "cat", "--model", "../etc"], "error: Model must be a model id of the form org/name"),
+    (["stable-diffusion", "cat", "--model", "../etc"], "error: Model must be a model id (org/name) or a checkpoint's name"),
     (["image-to-image", "cat", "--image", "missing.png"], "error: --image: no such file: "),
     (["inpaint", "cat", "--image", "photo.png", "--mask", "notes.txt"],
      "error: --mask notes.txt is not an image in a format PICO can read"),

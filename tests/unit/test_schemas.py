@@ -90,9 +90,9 @@ def test_unknown_fields_are_listed_not_rejected():
      "Width x Height is 4096x4096 (16,777,216 pixels); the limit is 4,194,304 pixels"),
     ({"Phrase": "x", "Steps": 251}, "Steps", "Steps must be between 1 and 250, got 251"),
     ({"Phrase": "x", "Model": "../../etc/passwd"}, "Model",
-     "Model must be a model id of the form org/name, got '../../etc/passwd'"),
-    ({"Phrase": "x", "Model": "/abs/path"}, "Model", "Model must be a model id of the form org/name, got '/abs/path'"),
-    ({"Phrase": "x", "Model": "org/.."}, "Model", "Model must be a model id of the form org/name, got 'org/..'"),
+     "Model must be a model id (org/name) or a checkpoint's name inside its folder, got '../../etc/passwd'"),
+    ({"Phrase": "x", "Model": "/abs/path"}, "Model", "Model must be a model id (org/name) or a checkpoint's name inside its folder, got '/abs/path'"),
+    ({"Phrase": "x", "Model": "org/.."}, "Model", "Model must be a model id (org/name) or a checkpoint's name inside its folder, got 'org/..'"),
     ({"Phrase": "x", "OutputFormat": "gif"}, "OutputFormat",
      "OutputFormat must be one of 'png', 'jpeg', 'webp', got the string 'gif'"),
 ])

@@ -19,19 +19,28 @@ from PIL import Image, ImageFilter, ImageOps
 from pico import __version__
 from pico.errors import InvalidRequest
 from pico.jobs import Job, JobState
-from pico.catalog.pipelines import PipelineInfo, find_pipeline, text_to_image_pipeline
+from pico.catalog.pipelines import PipelineInfo, find_pipeline
 from pico.catalog.samplers import SCHEDULERS
 from pico.schemas import fields
 from pico.schemas.images import a1111_parameters, decode_image, to_base64
 from pico.schemas.requests import MAX_SEED, GenerationRequest, pick_seeds
 from pico.server.a1111.infotext import png_info
-from pico.server.a1111.checkpoints import checkpoint_for, checkpoint_items, find_checkpoint, set_options
+from pico.server.a1111.checkpoints import (
+    checkpoint_for,
+    checkpoint_items,
+    current_title,
+    find_checkpoint,
+    lora_items,
+    refresh,
+    set_options,
+)
 from pico.server.a1111.schemas import (
     DEFAULT_SAMPLER,
     SCHEDULE_TYPES,
     EmbeddingsResponse,
     ImagesResponse,
     Img2ImgRequest,
+    LoraItem,
     Options,
     OptionsUpdate,
     PngInfoRequest,
@@ -62,7 +71,7 @@ A1111_FIELDS = {
     "RefinerSwitchAt": "refiner_switch_at",
 }
 # Features PICO lacks: A1111 lists them, PICO's lists are empty.
-EMPTY_LISTS = ("loras", "upscalers", "latent-upscale-modes", "sd-vae", "hypernetworks", "face-restorers",
+EMPTY_LISTS = ("upscalers", "latent-upscale-modes", "sd-vae", "hypernetworks", "face-restorers",
                "realesrgan-models", "prompt-styles", "script-info", "extensions")
 LIST_SCHEMA = {"type": "array", "items": {"type": "object"}}
 
@@ -78,14 +87,20 @@ def install(app: bottle.Bottle, service: "Service") -> None:
     route("img2img", "POST", lambda: img2img(service),
           "Image to image; inpainting when a mask is given", Img2ImgRequest, ImagesResponse)
     route("sd-models", "GET", lambda: [i.to_dict() for i in checkpoint_items(service)],
-          "The checkpoints: the default model and the text-to-image models of the models directory",
-          response=_list_of(SDModelItem))
-    route("options", "GET", lambda: Options(service.default_model).to_dict(),
+          "The checkpoints: the default model, the text-to-image models of the models directory, and the "
+          "single-file checkpoints of the checkpoint folders", response=_list_of(SDModelItem))
+    route("options", "GET", lambda: Options(current_title(service)).to_dict(),
           "Settings; sd_model_checkpoint is the default model", response=Options)
     route("options", "POST", lambda: set_options(service), "Change settings: sd_model_checkpoint switches the "
           "default model; other settings are ignored", OptionsUpdate, {"type": "null"})
-    route("refresh-checkpoints", "POST", lambda: None,
-          "Rescan the checkpoints (PICO reads the models directory on each listing)", response={"type": "null"})
+    route("refresh-checkpoints", "POST", lambda: refresh(service),
+          "Rescan the checkpoint and LoRA folders now (changes are also noticed within a second)",
+          response={"type": "null"})
+    route("refresh-loras", "POST", lambda: refresh(service),
+          "Rescan the LoRA and checkpoint folders now (changes are also noticed within a second)",
+          response={"type": "null"})
+    route("loras", "GET", lambda: lora_items(service), "The LoRA files of the LoRA folders, for <lora:NAME:WEIGHT>",
+          response=_list_of(LoraItem))
     route("samplers", "GET", lambda: [SamplerItem(name).to_dict() for name in SCHEDULERS],
           "The samplers", response=_list_of(SamplerItem))
     route("schedulers", "GET", lambda: [SchedulerItem(n, label, default_rho=rho).to_dict()
@@ -107,7 +122,7 @@ def install(app: bottle.Bottle, service: "Service") -> None:
           response=EmbeddingsResponse)
     for name in EMPTY_LISTS:
         route(name, "GET", list, f"{name} (PICO has none: always empty)", response=LIST_SCHEMA)
-    for name in ("refresh-vae", "refresh-loras"):
+    for name in ("refresh-vae",):
         route(name, "POST", lambda: None, f"{name} (nothing to refresh)", response={"type": "null"})
 
 
@@ -131,7 +146,7 @@ def txt2img(service: "Service") -> dict:
     body = read_json_body(service)
     request = fields.parse(Txt2ImgRequest, body)
     model = checkpoint_for(service, request)
-    pipeline = text_to_image_pipeline(model)
+    pipeline = service.engine.resolver.text_to_image_pipeline(model)
     return generate(service, pipeline, pico_request(service, pipeline, request, model), request, body)
 
 
@@ -248,7 +263,8 @@ def info_text(request: Txt2ImgRequest, pico: GenerationRequest, metadata: list[d
         "seed": seeds[0], "all_seeds": seeds, "subseed": -1, "all_subseeds": [-1] * count, "subseed_strength": 0,
         "width": pico.width, "height": pico.height, "sampler_name": metadata[0]["Scheduler"],
         "cfg_scale": request.cfg_scale, "steps": request.steps, "batch_size": request.batch_size,
-        "restore_faces": False, "face_restoration_model": None, "sd_model_name": pico.model, "sd_model_hash": None,
+        "restore_faces": False, "face_restoration_model": None, "sd_model_name": pico.model,
+        "sd_model_hash": (metadata[0].get("Checkpoint") or {}).get("Hash"),
         "sd_vae_name": None, "sd_vae_hash": None, "seed_resize_from_w": -1, "seed_resize_from_h": -1,
         "denoising_strength": getattr(request, "denoising_strength", None), "extra_generation_params": {},
         "index_of_first_image": 0, "infotexts": [a1111_parameters(meta) for meta in metadata], "styles": [],

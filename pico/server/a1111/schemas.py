@@ -157,6 +157,16 @@ class SDModelItem(DataClassJsonMixin):
 
 
 @dataclass
+class LoraItem(DataClassJsonMixin):
+    """One LoRA as A1111's Lora extension lists it; path is its name inside its folder (no server path)."""
+
+    name: str
+    alias: str
+    path: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class ScriptsList(DataClassJsonMixin):
     """Script titles per tab; PICO has none."""
 

@@ -9,6 +9,7 @@ through the SDKs' ``extra_body``.
 from __future__ import annotations
 
 import io
+import json
 import re
 import time
 import typing
@@ -18,10 +19,11 @@ import bottle
 from PIL import Image
 
 from pico.catalog.models import SD1_INPAINT_MODEL, VARIATION_MODEL, model_id
-from pico.catalog.pipelines import find_pipeline, text_to_image_pipeline
+from pico.catalog.pipelines import find_pipeline
 from pico.errors import InvalidRequest, MalformedRequest, PicoError
 from pico.schemas import fields
 from pico.schemas.images import MIME_TYPES, open_image, to_base64
+from pico.schemas.requests import lora_from_text
 from pico.server.body import read_body
 from pico.server.connection import liveness
 from pico.server.errors import in_protocol_terms
@@ -50,8 +52,10 @@ PARAMS = {
     "Phrase": "prompt", "NegativePhrase": "negative_prompt", "Total": "n", "Seed": "seed", "Steps": "steps",
     "GuidanceScale": "guidance_scale", "Strength": "strength", "Scheduler": "scheduler", "Width": "size",
     "Height": "size", "ImageBase64": "image", "MaskImageBase64": "mask", "Model": "model",
-    "OutputFormat": "output_format",
+    "OutputFormat": "output_format", "Loras": "loras",
 }
+NESTED_PARAM = re.compile(r"\bLoras\[(\d+)\]\.(Name|Weight|UnetWeight)\b")
+NESTED_NAMES = {"Name": "name", "Weight": "weight", "UnetWeight": "unet_weight"}
 
 
 def install(app: bottle.Bottle, service: "Service") -> None:
@@ -139,11 +143,12 @@ def _translate(service: "Service", kind: str, request: Any, files: dict[str, byt
     body: dict[str, Any] = {
         "Total": request.n, "Seed": request.seed, "Steps": request.steps, "GuidanceScale": request.guidance_scale,
         "Scheduler": request.scheduler, "Width": width, "Height": height, "OutputFormat": request.output_format,
+        "Loras": _loras(request.loras),
     }
     images: dict[str, Image.Image] = {}
     if kind == "generations":
         model = _model(request.model, service.default_model)
-        pipeline = text_to_image_pipeline(model)
+        pipeline = service.engine.resolver.text_to_image_pipeline(model)
         body.update(Phrase=request.prompt, NegativePhrase=request.negative_prompt)
     else:
         images["ImageBase64"] = _upload(service, files, "image")
@@ -164,8 +169,50 @@ def _translate(service: "Service", kind: str, request: Any, files: dict[str, byt
         pico_request = pipeline.request_type.parse({k: v for k, v in body.items() if v is not None},
                                                  service.settings.max_pixels, images=images)
     except PicoError as exc:
-        raise in_protocol_terms(exc, PARAMS) from None
+        raise _openai_terms(exc) from None
+    try:
+        service.engine.plan(pico_request, pipeline.route)  # a missing LoRA or checkpoint answers in OpenAI's terms
+    except PicoError as exc:
+        raise _openai_terms(exc) from None
     return pipeline, pico_request
+
+
+def _openai_terms(error: PicoError) -> PicoError:
+    """A PICO error with OpenAI's parameter names, ``Loras[1].Weight`` as ``loras[1].weight`` too."""
+    def rename(text: str) -> str:
+        return NESTED_PARAM.sub(lambda m: f"loras[{m.group(1)}].{NESTED_NAMES[m.group(2)]}", text)
+
+    error.field = rename(error.field) if error.field else error.field
+    error.message = rename(error.message)
+    error.hint = rename(error.hint) if error.hint else error.hint
+    return in_protocol_terms(error, PARAMS)
+
+
+def _loras(value: Any) -> list[dict[str, Any]] | None:
+    """extra_body's loras as PICO's Loras: objects {"name", "weight"}, "NAME:WEIGHT" strings, or a JSON string."""
+    if value is None or value == "" or value == []:
+        return None
+    if isinstance(value, str):
+        if value.strip().startswith("["):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise InvalidRequest(f"loras is not valid JSON: {exc.msg}", field="loras") from None
+        else:
+            value = [value]
+    if not isinstance(value, list):
+        raise InvalidRequest('loras must be a list of LoRAs: [{"name": "...", "weight": 0.8}] or ["NAME:WEIGHT"]',
+                             field="loras")
+    items: list[Any] = []
+    for index, item in enumerate(value):
+        if isinstance(item, str):
+            items.append(lora_from_text(item, f"loras[{index}]"))
+        elif isinstance(item, dict):
+            items.append({pico: item[key] for key, pico in (("name", "Name"), ("weight", "Weight"),
+                                                            ("unet_weight", "UnetWeight")) if key in item})
+        else:
+            items.append(item)  # PICO's parse says what is wrong with it, under its index
+    return items
 
 
 def _model(name: str | None, default: str) -> str:
@@ -221,6 +268,8 @@ def _multipart(service: "Service", cls: type) -> tuple[dict[str, Any], dict[str,
         value = form.getall(key)[0]  # the first of repeated parts (image[]) is the one used
         if isinstance(value, bottle.FileUpload):
             files.setdefault(name, value.file.read())
+        elif name == "loras" and key.endswith("[]"):  # the SDKs' form of a list: loras[] parts, "NAME:WEIGHT"
+            body[name] = form.getall(key)
         elif name in hints:
             body[name] = _from_text(value, hints[name])
         else:

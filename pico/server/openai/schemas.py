@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from dataclasses_json import DataClassJsonMixin
 
@@ -29,6 +30,9 @@ class _Common(DataClassJsonMixin):
     steps: int | None = option(None, minimum=1, maximum=MAX_STEPS, description="extra_body: denoising steps.")
     guidance_scale: float | None = option(None, minimum=0, maximum=10, description="extra_body: guidance scale.")
     scheduler: str | None = option(None, choices=SCHEDULER_NAMES, description="extra_body: sampler (A1111 name).")
+    loras: Any = option(None, description='extra_body: LoRAs to apply, up to 8: [{"name": "add-detail", '
+                                          '"weight": 0.8}] or ["add-detail:0.8"] (multipart: a JSON string, or '
+                                          'loras[] parts "NAME:WEIGHT").')
 
 
 @dataclass(kw_only=True)

@@ -97,10 +97,12 @@ async function loadCatalog() {
   if (!modelsResponse.ok) throw new Error((await readError(modelsResponse)).Message);
   const doc = await docResponse.json();
   const catalog = await modelsResponse.json();
-  state.models = catalog.Models;
+  // single-file checkpoints are models too, named as Model takes them
+  const checkpoints = (catalog.Checkpoints || []).filter((c) => c.Status === "ok").map((c) => ({ ...c, Id: c.Name }));
+  state.models = catalog.Models.concat(checkpoints);
   state.pipelines = catalog.Pipelines.filter((p) => doc.paths[`/api/v1/${p.Route}`]);
   state.samplers = catalog.Samplers || [];
-  state.loras = catalog.Loras || [];
+  state.loras = (catalog.Loras || []).filter((lora) => !lora.Status || lora.Status === "ok");
   for (const pipeline of state.pipelines) {
     const body = doc.paths[`/api/v1/${pipeline.Route}`].post.requestBody.content["application/json"].schema;
     state.schemas[pipeline.Route] = doc.components.schemas[body.$ref.split("/").pop()];

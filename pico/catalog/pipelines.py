@@ -18,6 +18,7 @@ from pico.schemas.requests import (
     StableDiffusionInpaintRequest,
     StableDiffusionRequest,
     StableDiffusionXlRequest,
+    UpscaleRequest,
 )
 
 
@@ -30,7 +31,7 @@ class PipelineInfo:
     command: str  # the CLI subcommand: "stable-diffusion-xl"
     request_type: type[GenerationRequest]
     summary: str
-    task: str  # text-to-image, image-to-image, inpaint or variation
+    task: str  # text-to-image, image-to-image, inpaint, variation or upscale
     family: str | None = None  # the family a text-to-image route draws with
 
 
@@ -50,6 +51,8 @@ PIPELINES: tuple[PipelineInfo, ...] = (
                  "Stable Diffusion image variation: new images in the manner of an input image.", "variation"),
     PipelineInfo("stable-diffusion-inpaint", "StableDiffusionInpaint", "inpaint", StableDiffusionInpaintRequest,
                  "Stable Diffusion inpainting: repaint the white area of a mask.", "inpaint"),
+    PipelineInfo("upscale", "Upscale", "upscale", UpscaleRequest,
+                 "Upscale an image: Lanczos or Nearest, or the SD x4 upscaler model guided by a phrase.", "upscale"),
 )
 
 _BY_ROUTE = {info.route: info for info in PIPELINES}

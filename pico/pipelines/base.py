@@ -195,6 +195,10 @@ class Runner:
         """The CLI subcommand: "stable-diffusion-xl"."""
         return self.info.command
 
+    def uses_model(self, request: GenerationRequest) -> bool:
+        """Whether the request needs its model loaded (the upscale route's Lanczos and Nearest do not)."""
+        return True
+
     def derive(self, base: Any, **components: Any) -> Any:
         """The task pipeline, sharing ``base``'s weights (from_pipe), with ``components`` swapped in."""
         raise NotImplementedError
@@ -210,6 +214,8 @@ class Runner:
             meta.update(Phrase=request.phrase, NegativePhrase=request.negative_phrase)
         if hasattr(request, "strength"):
             meta["Strength"] = request.strength
+        if getattr(request, "clip_skip", None):
+            meta["ClipSkip"] = request.clip_skip
         return meta
 
     def check(self, base: Any, request: GenerationRequest) -> None:
@@ -224,6 +230,10 @@ class Runner:
             from pico.schemas.requests import raise_vae_mismatch
 
             raise_vae_mismatch(request.vae_type, request.model)
+
+    def call(self, ctx: CallContext, arguments: dict[str, Any], requests: list[GenerationRequest]) -> list[Any]:
+        """The pipeline call with ``arguments``; the images made. Families with more to do around it override it."""
+        return list(ctx.pipe(**arguments).images)
 
     def batch_key(self, request: GenerationRequest) -> tuple | None:
         """What requests must share to run as one batched call (None: this family never batches)."""
@@ -273,7 +283,7 @@ class Runner:
             arguments.update(width=first.width, height=first.height)
             ctx.size = (first.width, first.height)
         try:
-            images = list(pipe(**arguments).images)
+            images = self.call(ctx, arguments, requests)
         except Cancelled:
             raise
         except Exception as exc:

@@ -103,6 +103,8 @@ class Engine:
         first = requests[0]
         runner = runner_for(first)
         dtype, precision_note = pick_dtype(first.precision, self.device)
+        if not runner.uses_model(first):  # e.g. Lanczos upscaling: nothing to load
+            return runner.run(CallContext(pipe=None, device=self.device, dtype=dtype, on_step=on_step), requests)
         self.resolver.require_allowed(first.model)
         with self.cache.use(ModelKey(canonical(first.model), dtype)) as entry:
             model: LoadedModel = entry.value

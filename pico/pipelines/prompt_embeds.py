@@ -387,7 +387,8 @@ def diffusers_clip_skip(clip_skip: int | None) -> int | None:
     return clip_skip - 1 if clip_skip and clip_skip > 1 else None
 
 
-def weighted_phrases(pipe: Any, requests: list[Any], steps: int) -> PromptEmbeddings | None:
+def weighted_phrases(pipe: Any, requests: list[Any], steps: int,
+                     hires_steps: int | None = None) -> PromptEmbeddings | None:
     """The requests' phrases as AUTOMATIC1111 reads them, or None where Diffusers' own encoding is the same.
 
     None too for pipelines without a CLIP text encoder to weight, and for PromptSyntax "literal" (whose
@@ -410,7 +411,7 @@ def weighted_phrases(pipe: Any, requests: list[Any], steps: int) -> PromptEmbedd
     counts: int | list[int] = first.total if len(requests) == 1 else [r.total for r in requests]
     return encode_prompts(pipe, phrases if len(requests) > 1 else phrases[0],
                           negatives if len(requests) > 1 else negatives[0], steps=steps, clip_skip=clip_skip,
-                          num_images=counts)
+                          num_images=counts, hires_steps=hires_steps)
 
 
 def literal(text: str) -> str:

@@ -7,6 +7,7 @@ from pico.pipelines.base import Runner
 from pico.pipelines.image2image import ImageToImage
 from pico.pipelines.inpaint import Inpaint
 from pico.pipelines.text2image import StableDiffusion, StableDiffusion2, StableDiffusionXL
+from pico.pipelines.upscale import Upscale
 from pico.pipelines.variation import ImageVariation
 from pico.schemas.requests import GenerationRequest
 
@@ -17,6 +18,7 @@ RUNNERS: tuple[Runner, ...] = (
     ImageToImage(),
     ImageVariation(),
     Inpaint(),
+    Upscale(),
 )
 
 _BY_ROUTE = {runner.route: runner for runner in RUNNERS}

@@ -138,13 +138,20 @@ def number_text(value: float | None) -> str:
     return str(int(value)) if value is not None and float(value).is_integer() else str(value)
 
 
-def coerce(key: str, value: Any, annotation: Any, s: Spec) -> Any:
-    """Check one JSON value against its field's type and spec; returns the value to store."""
+def coerce(key: str, value: Any, annotation: Any, s: Spec, lenient: bool = False) -> Any:
+    """Check one JSON value against its field's type and spec; returns the value to store.
+
+    ``lenient``: first convert the value as AUTOMATIC1111's pydantic models do (see :func:`lenient_value`).
+    """
     kind, nullable = base_type(annotation)
     if value is None:
         if nullable:
             return None
         raise InvalidRequest(f"{key} must not be null; leave it out to get the default", field=key)
+    if lenient:
+        value = lenient_value(value, kind)
+    if dataclasses.is_dataclass(kind):
+        return parse_object(key, value, kind, lenient)
     origin = typing.get_origin(kind)
     if origin is list:
         (item,) = typing.get_args(kind)
@@ -156,6 +163,12 @@ def coerce(key: str, value: Any, annotation: Any, s: Spec) -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             raise InvalidRequest(f"{key} must be an object, got {describe(value)}", field=key)
+        return value
+    if kind in (list, dict):  # a bare list or dict: any items
+        if not isinstance(value, kind):
+            raise InvalidRequest(f"{key} must be an {_JSON_TYPES[kind]}, got {describe(value)}", field=key)
+        if kind is list and s.max_length is not None and len(value) > s.max_length:
+            raise InvalidRequest(f"{key} has {len(value)} items; the limit is {s.max_length}", field=key)
         return value
     if kind is bool:
         if not isinstance(value, bool):
@@ -192,15 +205,20 @@ def coerce(key: str, value: Any, annotation: Any, s: Spec) -> Any:
     return value
 
 
-def parse(cls: type[T], body: Any) -> T:
+def parse(cls: type[T], body: Any, lenient: bool = False) -> T:
     """Validate a decoded JSON body against request class ``cls``.
 
     Raises MalformedRequest when the body is not an object, InvalidRequest naming the
     first field that is missing, of the wrong type or out of range. Unknown keys are
     kept in the request's ``ignored_fields`` so a misspelt field is visible.
+
+    ``lenient`` (the AUTOMATIC1111 API only; PICO's own API is strict by contract): values are
+    converted as A1111's pydantic models convert them, and null means the field's default.
     """
     if not isinstance(body, dict):
         raise MalformedRequest(f"The request body must be a JSON object, got {describe(body)}")
+    if lenient:
+        body = {key: value for key, value in body.items() if value is not None}
     hints = type_hints(cls)
     values: dict[str, Any] = {}
     known = set()
@@ -214,12 +232,75 @@ def parse(cls: type[T], body: Any) -> T:
             if s.required:
                 raise InvalidRequest(f"{key} is required", field=key, hint=_did_you_mean(key, body))
             continue
-        values[f.name] = coerce(key, body[key], hints[f.name], s)
+        values[f.name] = coerce(key, body[key], hints[f.name], s, lenient)
         if s.required and values[f.name] in (None, ""):
             raise InvalidRequest(f"{key} is required and must not be empty", field=key)
     request = cls(**values)
-    request.ignored_fields = sorted(k for k in body if k not in known)
+    ignored = sorted(k for k in body if k not in known)
+    for name, value in values.items():  # a nested object's unknown keys, as Parent.Key
+        ignored += [f"{wire_name(name, cls)}.{k}" for k in getattr(value, "ignored_fields", None) or ()]
+    request.ignored_fields = ignored
     return request
+
+
+def parse_object(key: str, value: Any, cls: type, lenient: bool = False) -> Any:
+    """A nested JSON object (one dataclass field, e.g. Hires) parsed as ``cls``; errors name ``Key.Field``."""
+    if not isinstance(value, dict):
+        raise InvalidRequest(f"{key} must be an object, got {describe(value)}", field=key)
+    try:
+        return parse(cls, value, lenient)
+    except InvalidRequest as exc:
+        inner = exc.field
+        exc.field = f"{key}.{inner}" if inner else key
+        if inner and exc.message.startswith(inner):
+            exc.message = exc.field + exc.message[len(inner):]
+        raise
+
+
+# pydantic 1 (AUTOMATIC1111 1.x runs on FastAPI 0.94): the strings its bool validator reads.
+_TRUE = frozenset({"1", "on", "t", "true", "y", "yes"})
+_FALSE = frozenset({"0", "off", "f", "false", "n", "no"})
+
+
+def lenient_value(value: Any, kind: Any) -> Any:
+    """``value`` converted to ``kind`` as pydantic 1 converts it, or unchanged for the strict check to refuse.
+
+    bool from 0/1 and "true"/"false"/"yes"/"on"/...; int from a bool, a number (truncated toward
+    zero, as int() does) or a numeric string; float from a bool, an int or a numeric string;
+    str from a number. Ranges are still checked afterwards.
+    """
+    if kind is bool:
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value in (0, 1):
+            return bool(value)
+    elif kind is int:
+        if isinstance(value, bool):
+            return int(value)
+        if isinstance(value, float) and math.isfinite(value):
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                return value
+    elif kind is float:
+        if isinstance(value, (bool, int)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                number = float(value.strip())
+            except ValueError:
+                return value
+            return number if math.isfinite(number) else value
+    elif kind is str:
+        if isinstance(value, (int, float)):  # pydantic 1 writes numbers (and bools, as ints) as text
+            return str(value)
+    elif typing.get_origin(kind) is list:
+        (item,) = typing.get_args(kind)
+        if isinstance(value, list) and item in (bool, int, float, str):
+            return [lenient_value(v, item) for v in value]
+    return value
 
 
 def _did_you_mean(key: str, body: dict) -> str | None:
@@ -230,7 +311,7 @@ def _did_you_mean(key: str, body: dict) -> str | None:
     return f"The body has {original!r}; field names are case-sensitive: use {key!r}"
 
 
-_JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string"}
+_JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string", list: "array", dict: "object"}
 
 
 def type_schema(kind: Any, refs: set[type] | None = None) -> dict[str, Any]:

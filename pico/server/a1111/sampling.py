@@ -1,0 +1,83 @@
+"""An A1111 sampler and schedule type, as A1111 1.10 reads them, turned into a PICO Scheduler name.
+
+As A1111's ``get_sampler_and_scheduler``: a legacy name's suffix ("DPM++ 2M Karras") is its schedule
+type and wins over ``scheduler``; "Automatic" is the sampler's own (1.9+). Unlike A1111, a sampler
+name PICO cannot run is refused rather than replaced by the default, and a schedule type Diffusers
+cannot draw for a sampler is replaced by the sampler's own with a warning.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pico.catalog.samplers import (
+    A1111_SAMPLERS,
+    OTHER_A1111_SAMPLERS,
+    OTHER_SCHEDULE_TYPES,
+    SCHEDULE_TYPES,
+    a1111_names,
+    a1111_table_name,
+    find_a1111_sampler,
+    find_schedule_type,
+    split_sampler_name,
+)
+from pico.errors import InvalidRequest
+from pico.server.a1111.schemas import DEFAULT_SAMPLER, SamplerItem, SchedulerItem
+
+AUTOMATIC = SCHEDULE_TYPES[0]
+
+
+@dataclass
+class Sampling:
+    """What a request's sampler fields came to: the PICO Scheduler, and A1111's names for the answer."""
+
+    scheduler: str  # the table name PICO runs: "DPM++ 2M Karras"
+    sampler: str  # A1111's sampler name: "DPM++ 2M"
+    schedule: str  # the schedule type's label as A1111 writes it in infotexts: "Karras", or "Automatic"
+    warnings: list[str] = field(default_factory=list)
+
+
+def resolve(sampler_name: str | None, scheduler: str | None, field_name: str = "sampler_name") -> Sampling:
+    """The PICO Scheduler for A1111's sampler and schedule type; InvalidRequest naming ``field_name``."""
+    asked = (sampler_name or DEFAULT_SAMPLER).strip()
+    name, suffix = split_sampler_name(asked)
+    sampler = find_a1111_sampler(name)
+    if sampler is None:
+        runnable = ", ".join(s.name for s in A1111_SAMPLERS)
+        if name.lower() in (other.lower() for other in OTHER_A1111_SAMPLERS):
+            raise InvalidRequest(f"{field_name} {asked!r}: Diffusers has no scheduler for this A1111 sampler",
+                                 field=field_name, hint=f"Use one of {runnable} (GET /sdapi/v1/samplers).")
+        raise InvalidRequest(f"{field_name} {asked!r} is not a sampler PICO has; known: {runnable}",
+                             field=field_name, hint="GET /sdapi/v1/samplers lists them.")
+    notes = []
+    schedule = find_schedule_type(suffix) if suffix else AUTOMATIC
+    if not suffix and scheduler and scheduler.strip():
+        schedule = find_schedule_type(scheduler)
+        if schedule is None:
+            kind = "Diffusers has no such schedule" if scheduler.strip().lower() in \
+                (other.lower() for other in OTHER_SCHEDULE_TYPES) else "it is not a schedule type PICO knows"
+            notes.append(f"Schedule type {scheduler!r} was not applied ({kind}); {sampler.name} ran on its "
+                         "own (Automatic). GET /sdapi/v1/schedulers lists those that work.")
+            schedule = AUTOMATIC
+    if schedule.name != "automatic" and not sampler.schedules:
+        notes.append(f"Schedule types do not apply to {sampler.name} (A1111 ignores them too).")
+        schedule = AUTOMATIC
+    table = a1111_table_name(sampler, schedule)
+    if table is None:
+        notes.append(f"{sampler.name} cannot run on the {schedule.label} schedule in Diffusers; it ran on its "
+                     "own (Automatic).")
+        schedule = AUTOMATIC
+        table = a1111_table_name(sampler, schedule)
+    label = a1111_names(table)[1] or ("Automatic" if schedule.name == "automatic" else schedule.label)
+    return Sampling(table, sampler.name, label, notes)
+
+
+def sampler_items() -> list[SamplerItem]:
+    """GET /sdapi/v1/samplers: A1111 1.10's samplers that Diffusers can run, in A1111's order."""
+    return [SamplerItem(s.name, list(s.aliases), dict(s.options)) for s in A1111_SAMPLERS]
+
+
+def scheduler_items() -> list[SchedulerItem]:
+    """GET /sdapi/v1/schedulers: the schedule types Diffusers can draw."""
+    return [SchedulerItem(t.name, t.label, list(t.aliases) or None, t.default_rho, t.need_inner_model)
+            for t in SCHEDULE_TYPES]

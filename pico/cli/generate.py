@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from pico.cli.app import app
 from pico.cli.inputs import InputImage, read_input
-from pico.cli.options import FieldOption, request_options, with_common
+from pico.cli.options import FieldOption, nest, request_options, with_common
 from pico.cli.output import prepare_folder
 from pico.cli.session import Session, label_for
 from pico.catalog.pipelines import PIPELINES
@@ -38,7 +38,7 @@ def build_body(options: list[FieldOption], values: dict[str, Any], request_type:
         if option.image:
             images.append(read_input(value, option.wire, option.flag, request_type, max_pixels))
         else:
-            body[option.wire] = value
+            nest(body, option, value)
     return with_images(body, images), images
 
 

@@ -10,6 +10,7 @@ from pico.catalog.models import (
     FLUX_SCHNELL_MODEL,
     SD35_LARGE_MODEL,
     SD35_MEDIUM_MODEL,
+    SD_X4_UPSCALER_MODEL,
     SDXL_REFINER_MODEL,
     SHORT_NAMES,
     VAE_MODELS,
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 
 # In the models directory, but not models A1111's txt2img can run (SD 3.5 and FLUX are not served yet).
 NOT_CHECKPOINTS = {*VAE_MODELS.values(), VARIATION_MODEL, SDXL_REFINER_MODEL, SD35_MEDIUM_MODEL, SD35_LARGE_MODEL,
-                   FLUX_SCHNELL_MODEL, FLUX_DEV_MODEL}
+                   FLUX_SCHNELL_MODEL, FLUX_DEV_MODEL, SD_X4_UPSCALER_MODEL}
 
 
 def checkpoints(service: "Service") -> list[str]:

@@ -4,8 +4,9 @@ The first pass is the text-to-image call. Its latents are resized (the ``Latent`
 ``torch.nn.functional.interpolate`` as A1111 does), or its images are (Lanczos, Nearest, None,
 with A1111's resize); a target whose aspect differs is cropped in the middle. The second pass
 is an image-to-image call on the same weights (``from_pipe``) with fresh generators from the
-same seeds, its own steps, strength, sampler and phrases, prompt editing counted as A1111
-counts it in its hires pass.
+same seeds, its own sampler and phrases, prompt editing counted as A1111 counts it in its hires
+pass. Its steps are A1111's: it runs exactly Steps, on a schedule of int(Steps / Strength) steps
+(at most the model's 1000), from the noise level Strength gives (``second_pass_schedule``).
 """
 
 from __future__ import annotations
@@ -54,7 +55,19 @@ def run_hires(ctx: "CallContext", arguments: dict[str, Any], request: "StableDif
         box = (tx // 2 * 8, ty // 2 * 8, to_width - (tx + 1) // 2 * 8, to_height - (ty + 1) // 2 * 8)
         image = [resize_image(0, picture, to_width, to_height, hires.upscaler).crop(box) for picture in first]
     ctx.size = ((to_width // 8 - tx) * 8, (to_height // 8 - ty) * 8)
+    if hires.strength == 0:  # A1111 then samples no step: the upscaled first pass is the result
+        return decode(pipe, image) if latent else image
     return second_pass(ctx, request, image, seeds, arguments["num_inference_steps"])
+
+
+def second_pass_schedule(steps: int, strength: float, train_steps: int = 1000) -> tuple[int, float]:
+    """Diffusers' (num_inference_steps, strength) that run ``steps`` steps as A1111's hires pass does.
+
+    A1111 (``setup_img2img_steps`` with steps given) schedules int(steps / min(strength, 0.999)) steps
+    and runs the last ``steps`` of them; Diffusers runs the last int(n x strength).
+    """
+    total = min(train_steps, max(steps, int(steps / min(strength, 0.999))))
+    return total, min(1.0, (steps + 0.5) / total)
 
 
 def second_pass(ctx: "CallContext", request: "StableDiffusionRequest", image: Any, seeds: list[int],
@@ -69,6 +82,7 @@ def second_pass(ctx: "CallContext", request: "StableDiffusionRequest", image: An
     second.set_progress_bar_config(disable=True)
     second.scheduler = build_scheduler(hires.scheduler or _first_pass_sampler(pipe), pipe.scheduler)
     steps = hires.steps or first_steps
+    total, strength = second_pass_schedule(steps, hires.strength)
     phrased = copy.copy(request)
     phrased.phrase = hires.phrase if hires.phrase else request.phrase
     phrased.negative_phrase = hires.negative_phrase if hires.negative_phrase is not None else request.negative_phrase
@@ -86,7 +100,7 @@ def second_pass(ctx: "CallContext", request: "StableDiffusionRequest", image: An
         if request.clip_skip and diffusers_clip_skip(request.clip_skip):
             inputs["clip_skip"] = diffusers_clip_skip(request.clip_skip)
     seed_noise_sampler(second.scheduler, seeds)
-    images = second(**inputs, image=image, strength=hires.strength, num_inference_steps=steps,
+    images = second(**inputs, image=image, strength=strength, num_inference_steps=total,
                     guidance_scale=guidance, num_images_per_prompt=len(seeds), generator=generators(seeds),
                     **callback).images
     if stopped:

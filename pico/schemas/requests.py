@@ -182,9 +182,10 @@ class HiresFix(DataClassJsonMixin):
                            description="Latent (and its modes): the latents are resized; Lanczos, Nearest, None: "
                                        "the first image is.")
     steps: int | None = option(None, minimum=1, maximum=MAX_STEPS,
-                               description="Steps of the second pass (it runs int(Steps x Strength)); "
-                                           "default: the first pass's.")
-    strength: float = option(0.7, minimum=0, maximum=1, description="How much the second pass changes the image.")
+                               description="Steps the second pass runs, as in A1111 (on a schedule of Steps/Strength "
+                                           "steps, from Strength's noise); default: the first pass's.")
+    strength: float = option(0.7, minimum=0, maximum=1,
+                             description="How much the second pass changes the image; 0: no second pass.")
     scheduler: str | None = option(None, choices=SCHEDULER_NAMES, description="Sampler of the second pass; "
                                                                                "default: the first pass's.")
     phrase: str | None = option(None, max_length=MAX_PHRASE_CHARS,
@@ -255,13 +256,7 @@ class StableDiffusionXlRequest(StableDiffusionRequest):
 
 
 def check_hires(hires: HiresFix, steps: int, width: int | None, height: int | None, max_pixels: int) -> None:
-    """Refuse a hires fix whose second pass has no step, or whose target is over the pixel limit."""
-    try:
-        check_denoising_steps(hires.steps or steps, hires.strength)
-    except InvalidRequest as exc:
-        exc.field = "Hires.Strength"
-        exc.message = exc.message.replace("Strength", "Hires.Strength", 1)
-        raise
+    """Refuse a hires fix whose target is over the pixel limit."""
     if width is not None:
         to_width, to_height, crop_x, crop_y = hires.target_size(width, height)
         if (to_width - crop_x) * (to_height - crop_y) > max_pixels:

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from pico.catalog.samplers import SCHEDULERS
+from pico.pipelines.hires import second_pass_schedule
 from pico.pipelines.resize import resize_image
 from pico.schemas.requests import StableDiffusionRequest, StableDiffusionXlRequest
 from tests.pipelines.test_reproducibility import assert_same_image, diffusers_pipeline, pixels, request
@@ -21,7 +22,11 @@ def generators(seeds):
 
 def by_hand(tiny_models, model, *, seeds, steps, size, upscale, strength, second_steps, scheduler=None,
             second_scheduler=None, phrase="ginger cat", second_phrase=None):
-    """Both passes with plain Diffusers: text-to-image, ``upscale`` of its output, image-to-image from_pipe."""
+    """Both passes with plain Diffusers: text-to-image, ``upscale`` of its output, image-to-image from_pipe.
+
+    The second pass runs ``second_steps`` steps as A1111's does: Diffusers is given A1111's schedule
+    length and the strength at which it runs exactly that many.
+    """
     import diffusers
     from diffusers import AutoPipelineForImage2Image
 
@@ -41,9 +46,17 @@ def by_hand(tiny_models, model, *, seeds, steps, size, upscale, strength, second
         second.scheduler = getattr(diffusers, class_name).from_config(model_config, **options)
     else:
         second.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config)
-    return second(prompt=second_phrase or phrase, image=upscale(first), strength=strength,
-                  num_inference_steps=second_steps, guidance_scale=7.5, num_images_per_prompt=len(seeds),
+    total, diffusers_strength = second_pass_schedule(second_steps, strength)
+    return second(prompt=second_phrase or phrase, image=upscale(first), strength=diffusers_strength,
+                  num_inference_steps=total, guidance_scale=7.5, num_images_per_prompt=len(seeds),
                   generator=generators(seeds)).images
+
+
+@pytest.mark.parametrize("steps, strength, total, runs", [
+    (20, 0.5, 40, 20), (20, 0.7, 28, 20), (20, 1.0, 20, 20), (4, 0.6, 6, 4), (20, 0.01, 1000, 20)])
+def test_the_second_pass_runs_its_steps_on_a1111s_longer_schedule(steps, strength, total, runs):
+    n, diffusers_strength = second_pass_schedule(steps, strength)
+    assert (n, int(n * diffusers_strength)) == (total, runs)
 
 
 def latent(size):
@@ -111,6 +124,14 @@ def test_an_interrupted_first_pass_skips_the_second_as_a1111_does(engine):
     generation = engine.generate(request(StableDiffusionRequest, Phrase="cat", Seed=3, Steps=4, Width=64, Height=64,
                                          Hires={"Scale": 2}), on_step=interrupt)
     assert [image.size for image in generation.images] == [(64, 64)] and steps == [(1, 4)]
+
+
+def test_strength_0_gives_the_upscaled_first_pass(engine):
+    first = engine.generate(request(StableDiffusionRequest, Phrase="cat", Seed=3, Steps=2, Width=64, Height=64))
+    upscaled = engine.generate(request(StableDiffusionRequest, Phrase="cat", Seed=3, Steps=2, Width=64, Height=64,
+                                       Hires={"Scale": 2, "Upscaler": "Nearest", "Strength": 0}))
+    expected = resize_image(0, first.images[0], 128, 128, "Nearest")
+    assert np.array_equal(pixels(upscaled.images)[0], np.asarray(expected))
 
 
 def test_hires_requests_do_not_share_a_batched_call(engine):

@@ -90,7 +90,7 @@ def test_nested_hires_object():
     ({"Scale": 5}, "Hires.Scale", "Hires.Scale must be between 1 and 4, got 5"),
     ({"Upscaler": "ESRGAN"}, "Hires.Upscaler", "Hires.Upscaler must be one of"),
     ("2x", "Hires", "Hires must be an object, got the string '2x'"),
-    ({"Strength": 0.01}, "Hires.Strength", "Hires.Strength 0.01 with 20 steps leaves no denoising step"),
+    ({"Strength": -0.1}, "Hires.Strength", "Hires.Strength must be between 0 and 1, got -0.1"),
     ({"Scale": 4}, "Hires", "The hires fix makes 4096x4096 images; the limit is 4,194,304 pixels"),
 ])
 def test_nested_errors_name_the_nested_field(hires, field, message):

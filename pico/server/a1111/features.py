@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pico.catalog.samplers import find_a1111_sampler
 from pico.errors import InvalidRequest
+from pico.server.a1111.sampling import Sampling
 from pico.server.a1111.schemas import Img2ImgRequest, ProcessingRequest, Txt2ImgRequest
 
 SD_UPSCALE = "sd upscale"  # the one script PICO runs (img2img)
@@ -23,9 +24,10 @@ def refuse_script(request: ProcessingRequest, allowed: tuple[str, ...] = ()) -> 
                              hint="GET /sdapi/v1/scripts lists the scripts.")
 
 
-def unsupported(request: ProcessingRequest, sampler: str) -> list[str]:
+def unsupported(request: ProcessingRequest, sampling: Sampling) -> list[str]:
     """A warning for each feature the request asks for that PICO does not apply."""
     notes = []
+    sampler = sampling.sampler
 
     def note(condition: bool, text: str) -> None:
         if condition:
@@ -39,7 +41,7 @@ def unsupported(request: ProcessingRequest, sampler: str) -> list[str]:
     note(bool(request.restore_faces), "restore_faces was not applied: PICO has no face restoration.")
     note(bool(request.tiling), "tiling was not applied: PICO makes no seamless tiles.")
     own = _diffusers_eta(sampler)
-    if request.eta is not None and own is not None and request.eta != own:
+    if request.eta is not None and own is not None and request.eta != own and not sampling.eta_applied:
         notes.append(f"eta {request.eta:g} was not applied: {sampler} ran with Diffusers' eta, {own:g}.")
     note(bool(request.s_churn), "s_churn (and s_tmin, s_tmax) were not applied.")
     note(request.s_noise not in (None, 1.0), "s_noise was not applied.")

@@ -66,8 +66,8 @@ def prepare(service: "Service", cls: type, body: Any) -> Call:
     model = checkpoint_for(service, request)
     settings = effective(service, request, model)
     field_name = "sampler_name" if request.sampler_name else "sampler_index"
-    sampling = resolve(request.sampler_name or request.sampler_index, request.scheduler, field_name)
-    notes = sampling.warnings + settings.warnings + unsupported(request, sampling.sampler)
+    sampling = resolve(request.sampler_name or request.sampler_index, request.scheduler, field_name, request.eta)
+    notes = sampling.warnings + settings.warnings + unsupported(request, sampling)
     return Call(request, body, settings, sampling, notes)
 
 
@@ -102,7 +102,7 @@ def hires_fields(call: Call) -> dict[str, Any]:
         hires["Steps"] = request.hr_second_pass_steps
     if request.hr_sampler_name or request.hr_scheduler:
         second = resolve(request.hr_sampler_name or call.sampling.sampler, request.hr_scheduler or call.request.scheduler,
-                         "hr_sampler_name")
+                         "hr_sampler_name", request.eta)
         call.notes += [note for note in second.warnings if note not in call.notes]
         hires["Scheduler"] = second.scheduler
     if request.hr_prompt:

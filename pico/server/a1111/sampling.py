@@ -25,6 +25,8 @@ from pico.errors import InvalidRequest
 from pico.server.a1111.schemas import DEFAULT_SAMPLER, SamplerItem, SchedulerItem
 
 AUTOMATIC = SCHEDULE_TYPES[0]
+# k-diffusion's ancestral samplers with eta 0 add no noise: each step is its plain twin's, exactly.
+ETA_ZERO_TWINS = {"Euler a": "Euler", "DPM2 a": "DPM2"}
 
 
 @dataclass
@@ -35,10 +37,15 @@ class Sampling:
     sampler: str  # A1111's sampler name: "DPM++ 2M"
     schedule: str  # the schedule type's label as A1111 writes it in infotexts: "Karras", or "Automatic"
     warnings: list[str] = field(default_factory=list)
+    eta_applied: bool = False  # an ancestral sampler's eta 0, run as its plain twin
 
 
-def resolve(sampler_name: str | None, scheduler: str | None, field_name: str = "sampler_name") -> Sampling:
-    """The PICO Scheduler for A1111's sampler and schedule type; InvalidRequest naming ``field_name``."""
+def resolve(sampler_name: str | None, scheduler: str | None, field_name: str = "sampler_name",
+            eta: float | None = None) -> Sampling:
+    """The PICO Scheduler for A1111's sampler and schedule type; InvalidRequest naming ``field_name``.
+
+    ``eta`` 0 on Euler a or DPM2 a runs their plain twin (Euler, DPM2), which is what k-diffusion then does.
+    """
     asked = (sampler_name or DEFAULT_SAMPLER).strip()
     name, suffix = split_sampler_name(asked)
     sampler = find_a1111_sampler(name)
@@ -62,14 +69,18 @@ def resolve(sampler_name: str | None, scheduler: str | None, field_name: str = "
     if schedule.name != "automatic" and not sampler.schedules:
         notes.append(f"Schedule types do not apply to {sampler.name} (A1111 ignores them too).")
         schedule = AUTOMATIC
-    table = a1111_table_name(sampler, schedule)
+    runs = find_a1111_sampler(ETA_ZERO_TWINS[sampler.name]) if eta == 0 and sampler.name in ETA_ZERO_TWINS \
+        else sampler
+    if schedule.name == "automatic":
+        schedule = find_schedule_type(sampler.automatic)  # the asked sampler's own, also for its twin
+    table = a1111_table_name(runs, schedule)
     if table is None:
         notes.append(f"{sampler.name} cannot run on the {schedule.label} schedule in Diffusers; it ran on its "
                      "own (Automatic).")
-        schedule = AUTOMATIC
-        table = a1111_table_name(sampler, schedule)
-    label = a1111_names(table)[1] or ("Automatic" if schedule.name == "automatic" else schedule.label)
-    return Sampling(table, sampler.name, label, notes)
+        schedule = find_schedule_type(sampler.automatic)
+        table = a1111_table_name(runs, schedule)
+    label = a1111_names(table)[1] or "Automatic"
+    return Sampling(table, sampler.name, label, notes, eta_applied=runs is not sampler)
 
 
 def sampler_items() -> list[SamplerItem]:

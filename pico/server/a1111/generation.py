@@ -44,7 +44,7 @@ A1111_FIELDS = {
     "GuidanceScale": "cfg_scale", "Width": "width", "Height": "height", "Total": "batch_size",
     "Scheduler": "sampler_name", "Model": "sd_model_checkpoint", "ImageBase64": "init_images",
     "MaskImageBase64": "mask", "Strength": "denoising_strength", "VaeType": "sd_vae", "Hires": "hr_scale",
-    "Hires.Strength": "denoising_strength", "Hires.Steps": "hr_second_pass_steps", "Hires.Width": "hr_resize_x",
+    "Hires.Steps": "hr_second_pass_steps", "Hires.Width": "hr_resize_x",
     "Hires.Height": "hr_resize_y", "MaskBlur": "mask_blur", "MaskPadding": "inpaint_full_res_padding",
 }
 

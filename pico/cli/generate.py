@@ -75,14 +75,16 @@ def command_help(pipeline: PipelineInfo, options: list[FieldOption]) -> str:
         elif option.image:
             example.append(f"{option.flag} {option.flag.lstrip('-')}.png")
     first = " ".join(example)
+    upscale = pipeline.task == "upscale"  # one image, no steps unless the SD x4 model draws it
+    more, demo = ("--scale 2", "--demo") if upscale else ("--total 2 --seed 42 --steps 30", "--demo --total 2")
     return (
         f"{pipeline.summary}\n\n"
         f"Writes one PNG per image to --out, named <date>-<time>-{pipeline.command}-<seed>.png. Each file carries "
         "the parameters that made it (pico info FILE) and can be made again, identical (pico again FILE). "
         "Options left out take the defaults shown, the same as in REST requests.\n\n"
         f"Examples:\n\n"
-        f"[bold]{first} --total 2 --seed 42 --steps 30[/]\n\n"
-        f"[bold]{first} --demo --total 2[/]   (tiny offline models: noise)\n\n"
+        f"[bold]{first} {more}[/]\n\n"
+        f"[bold]{first} {demo}[/]   (tiny offline models: noise)\n\n"
         f"[bold]{first} --quiet --out renders[/]   (prints only the paths)"
     )
 

@@ -26,9 +26,10 @@ class Upscale(Runner):
         return request.upscaler == SD_X4
 
     def derive(self, base: Any, **components: Any) -> Any:
-        from diffusers import StableDiffusionUpscalePipeline
-
-        return StableDiffusionUpscalePipeline.from_pipe(base, **components)
+        """A pipeline object of its own on the same modules (the class's from_pipe would cast them to float32)."""
+        if type(base).__name__ != UPSCALER_PIPELINE:
+            raise ValueError(f"{type(base).__name__} is not {UPSCALER_PIPELINE}")
+        return type(base)(**{**base.components, **components}, max_noise_level=base.config.max_noise_level)
 
     def check(self, base: Any, request: UpscaleRequest) -> None:
         """Refuse a model that is not an upscaler model."""

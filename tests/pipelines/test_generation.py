@@ -19,6 +19,7 @@ from pico.schemas.requests import (
     StableDiffusionInpaintRequest,
     StableDiffusionRequest,
     StableDiffusionXlRequest,
+    UpscaleRequest,
 )
 
 MAX_PIXELS = 2048 * 2048
@@ -45,6 +46,7 @@ def bodies(image_b64, mask_b64):
         "StableDiffusionImageVariation": (StableDiffusionImageVariationRequest, {"ImageBase64": image_b64}),
         "StableDiffusionInpaint": (StableDiffusionInpaintRequest,
                                    {"Phrase": "ginger cat", "ImageBase64": image_b64, "MaskImageBase64": mask_b64}),
+        "Upscale": (UpscaleRequest, {"ImageBase64": image_b64, "Upscaler": "SD x4", "Scale": 1}),
     }
 
 

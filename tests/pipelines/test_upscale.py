@@ -73,3 +73,14 @@ def test_refused(body, field):
     with pytest.raises(InvalidRequest) as caught:
         upscale_request(noise_image((600, 600)), **body)
     assert caught.value.field == field
+
+
+def test_deriving_keeps_the_upscalers_weights_in_half_precision(tiny_models):
+    from diffusers import StableDiffusionUpscalePipeline
+
+    from pico.pipelines.registry import find_runner
+
+    base = StableDiffusionUpscalePipeline.from_pretrained(tiny_models / UPSCALER, torch_dtype=torch.float16)
+    derived = find_runner("upscale").derive(base)
+    assert derived is not base and derived.unet is base.unet and derived.config.max_noise_level == 350
+    assert {module.dtype for module in (base.unet, base.vae, base.text_encoder)} == {torch.float16}

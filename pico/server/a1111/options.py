@@ -18,6 +18,7 @@ from pico.catalog.families import family_of
 from pico.catalog.models import VAE_MODELS
 from pico.errors import InvalidRequest, NotFound
 from pico.pipelines.prompt_embeds import clip_skip_from_a1111
+from pico.schemas.fields import lenient_value
 from pico.server.a1111.checkpoints import find_checkpoint
 from pico.server.a1111.schemas import SDVaeItem
 
@@ -109,6 +110,7 @@ def check_option(service: "Service", key: str, value: Any) -> Any:
             raise InvalidRequest("sd_vae must be a string", field=key)
         vae_type(service, value, key)
     if key == "CLIP_stop_at_last_layers":
+        value = lenient_value(value, int) if isinstance(value, str) else value
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 1 <= value <= 12 \
                 or int(value) != value:
             raise InvalidRequest(f"CLIP_stop_at_last_layers must be an integer between 1 and 12, got {value!r}",

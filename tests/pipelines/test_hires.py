@@ -138,3 +138,32 @@ def test_hires_requests_do_not_share_a_batched_call(engine):
     plain = request(StableDiffusionRequest, Phrase="cat", Width=64, Height=64)
     hires = request(StableDiffusionRequest, Phrase="cat", Width=64, Height=64, Hires={"Scale": 2})
     assert engine.batch_key(plain) is not None and engine.batch_key(hires) is None
+
+
+def test_prompt_editing_in_the_second_pass_counts_its_steps(engine, tiny_models):
+    """A1111 counts whole steps on through the hires pass: "[cat:dog:5]" after 3 first-pass steps switches at its
+    2nd step (and "[cat:dog:1.5]", a fraction past 1, at half of it); by hand: encode_prompts(..., hires_steps)."""
+    from diffusers import AutoPipelineForImage2Image
+
+    from pico.pipelines.prompt_embeds import encode_prompts
+
+    body = dict(Phrase="cat", Seed=4, Steps=3, Width=64, Height=64, GuidanceScale=7.5)
+    edited = engine.generate(request(StableDiffusionRequest, **body, Hires={"Scale": 1, "Steps": 4, "Strength": 0.5,
+                                                                            "Phrase": "[cat:dog:5]"}))
+    pipe = diffusers_pipeline(tiny_models, SD1)
+    first = pipe(prompt="cat", num_inference_steps=3, width=64, height=64, guidance_scale=7.5,
+                 generator=generators([4]), output_type="latent").images
+    second = AutoPipelineForImage2Image.from_pipe(pipe)
+    second.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config)
+    embeds = encode_prompts(second, "[cat:dog:5]", None, steps=3, hires_steps=4)
+    total, strength = second_pass_schedule(4, 0.5)
+    theirs = second(**embeds.kwargs, image=latent((64, 64))(first), strength=strength, num_inference_steps=total,
+                    guidance_scale=7.5, generator=generators([4]), **embeds.step_callback(second)).images
+    assert_same_image(pixels(edited.images)[0], pixels(theirs)[0])
+    fraction = engine.generate(request(StableDiffusionRequest, **body, Hires={"Scale": 1, "Steps": 4, "Strength": 0.5,
+                                                                             "Phrase": "[cat:dog:1.5]"}))
+    assert np.array_equal(pixels(fraction.images)[0], pixels(edited.images)[0])
+    for phrase in ("cat", "dog"):
+        plain = engine.generate(request(StableDiffusionRequest, **body, Hires={"Scale": 1, "Steps": 4, "Strength": 0.5,
+                                                                              "Phrase": phrase}))
+        assert not np.array_equal(pixels(plain.images)[0], pixels(edited.images)[0])

@@ -5,9 +5,15 @@
 # $OUT as it goes, so a step cut short by the budget keeps what it measured.
 #
 #   sh benchmarks/gpu_wheels.sh                       # here: wheels the lent machines lack
-#   OUT=benchmarks/results bash benchmarks/gpu_session.sh
+#   OUT=benchmarks/results bash benchmarks/gpu_session.sh             # SD 1.5, SDXL (float16)
+#   OUT=benchmarks/results bash benchmarks/gpu_session.sh families    # SD 3.5 Medium, FLUX.1 (bfloat16)
 #
-# On the device tool: carry [".whl"], command `bash benchmarks/gpu_session.sh`.
+# "families" builds full-size random-weight SD 3.5 Medium, FLUX.1 dev and schnell (about 41 GB, on
+# tmpfs when it has room) and runs benchmarks/families.py at 1024x1024 in bfloat16: plain Diffusers
+# against PICO served, then the opt-in speed-ups (--fuse-qkv, --compile of the transformer) and the
+# peak memory of --offload model. FLUX first: its rows are the ones with goals (dev < 3 s, schnell < 0.5 s).
+#
+# On the device tool: carry [".whl"], command `bash benchmarks/gpu_session.sh [families]`.
 set -u
 cd "$(dirname "$0")/.."
 started=$(date +%s)
@@ -30,6 +36,25 @@ step() {  # step CAP_SECONDS COMMAND...: run with at most CAP seconds, never pas
     return $rc
 }
 
+MODE=${1:-sd}
+
+families() {  # the flow-matching families: each step writes its own results folder
+    local models=/tmp/pico-full
+    if [ "$(df --output=avail -k /dev/shm 2>/dev/null | tail -1)" -gt 50000000 ] 2>/dev/null; then
+        models=/dev/shm/pico-full
+    fi
+    step 240 python3 benchmarks/fullsize.py --root "$models" --families || return 1
+    du -shL "$models"/*/* 2>/dev/null
+    step 160 python3 benchmarks/families.py --work "$models" --model flux-dev --model flux-schnell \
+        --skip fused --skip compile --skip offload --out "$OUT/families-plain-served"
+    step 240 python3 benchmarks/families.py --work "$models" --model flux-dev --model flux-schnell \
+        --skip plain --skip served --skip offload --out "$OUT/families-speedups"
+    step 100 python3 benchmarks/families.py --work "$models" --model sd35-medium --skip fused --skip compile \
+        --skip offload --out "$OUT/families-sd35"
+    step 90 python3 benchmarks/families.py --work "$models" --model flux-dev --repeat 1 --skip plain --skip served \
+        --skip fused --skip compile --out "$OUT/families-offload"
+}
+
 main() {
     if [ -d .whl ]; then
         python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
@@ -41,6 +66,11 @@ main() {
     python3 -c 'import torch, diffusers, transformers; print("torch", torch.__version__, "cuda", torch.version.cuda,
     "diffusers", diffusers.__version__, "transformers", transformers.__version__)' || return 1
 
+    if [ "$MODE" = families ]; then
+        families
+        echo "== done in $(( $(date +%s) - started )) s; exit $failed"
+        return $failed
+    fi
     # Models on tmpfs when it has room: loads then cost what a warm page cache costs.
     models=/tmp/pico-full
     if [ "$(df --output=avail -k /dev/shm 2>/dev/null | tail -1)" -gt 30000000 ] 2>/dev/null; then

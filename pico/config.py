@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
+from urllib.parse import urlsplit
 
 from pico.errors import InvalidRequest
 
@@ -55,7 +56,18 @@ class Settings:
     sdxl_vae: str | None = None
     preload: tuple[str, ...] = ()
     shutdown_timeout: int = 60
+    max_header_kb: int = 64
+    header_timeout: int = 10
+    public_url: str | None = None
+    trust_proxy: bool = False
+    max_streams: int = 16
     faults: str = ""
+    # --ray: generations run on a Ray Serve deployment of engines (pico/ray/); "" runs them here
+    ray: str = ""  # local, auto or the head's GCS host:port
+    replicas: int = 1
+    min_replicas: int = 0
+    max_replicas: int = 0  # > 0: Serve autoscales between min_replicas and max_replicas
+    ray_app: str = "pico"  # the Serve application's name in the cluster
 
     def __post_init__(self) -> None:
         for name in ("models_dir", "cache_dir"):
@@ -74,6 +86,15 @@ class Settings:
         _check(self.shutdown_timeout, 0, 3600, "shutdown-timeout")
         _check(self.batch_window_ms, 0, 5000, "batch-window-ms")
         _check(self.max_batch, 1, 64, "max-batch")
+        _check(self.max_header_kb, 1, 1024, "max-header-kb")
+        _check(self.header_timeout, 1, 3600, "header-timeout")
+        if self.public_url is not None:
+            object.__setattr__(self, "public_url", _public_url(self.public_url))
+        _check(self.max_streams, 0, 1000, "max-streams")
+        _check(self.replicas, 1, 1000, "replicas")
+        _check(self.max_replicas, 0, 1000, "max-replicas")
+        if self.max_replicas:
+            _check(self.min_replicas, 0, self.max_replicas, "min-replicas")
         if self.compile_mode not in COMPILE_MODES:
             raise InvalidRequest(f"compile-mode must be one of {', '.join(COMPILE_MODES)}, got {self.compile_mode!r}",
                                  field="compile-mode")
@@ -91,6 +112,11 @@ class Settings:
         device = self.device
         if not (device in ("auto", "cpu", "cuda", "mps") or (device.startswith("cuda:") and device[5:].isdigit())):
             raise InvalidRequest(f"device must be {DEVICES_HELP}; got {device!r}", field="device")
+
+    @property
+    def generation_slots(self) -> int:
+        """Generations that may run at once: --threadsmax, times the most replicas with --ray."""
+        return self.threadsmax * (max(self.replicas, self.max_replicas) if self.ray else 1)
 
     @property
     def models_root(self) -> Path | None:
@@ -125,6 +151,15 @@ def env_name(setting: str) -> str:
 def _check(value: int, low: int, high: int, flag: str) -> None:
     if not low <= value <= high:
         raise InvalidRequest(f"--{flag} must be between {low} and {high}, got {value}", field=flag)
+
+
+def _public_url(url: str) -> str:
+    """The base URL clients reach the server at, without a trailing slash; InvalidRequest if it is not one."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise InvalidRequest(f"--public-url must be an http:// or https:// URL without query or fragment, "
+                             f"e.g. https://images.example.com, got {url!r}", field="public-url")
+    return url.strip().rstrip("/")
 
 
 _TRUE = {"1", "true", "yes", "on"}

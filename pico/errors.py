@@ -131,6 +131,23 @@ class OutOfMemory(PicoError):
     exit_code = 5
 
 
+class ReplicaFailed(Busy):
+    """The Ray replica running the generation died before it finished (``--ray``); a retry runs on another.
+
+    Answered like Busy (503 with Retry-After; 429 on the OpenAI routes): retrying is the fix.
+    """
+
+    code = "REPLICA_FAILED"
+    exit_code = 6
+
+
+class ClusterUnavailable(Busy):
+    """The Ray cluster cannot be reached (``--ray``): at start, or lost while serving; retry once it is back."""
+
+    code = "CLUSTER_UNAVAILABLE"
+    exit_code = 6
+
+
 class OutputError(PicoError):
     """An output folder or file cannot be written."""
 
@@ -140,3 +157,27 @@ class OutputError(PicoError):
 
 class InternalError(PicoError):
     """An unexpected failure; details only in verbose mode."""
+
+
+class RequestTimeout(PicoError):
+    """The client did not send its request line and headers within the server's deadline."""
+
+    status = 408
+    code = "REQUEST_TIMEOUT"
+    exit_code = 2
+
+
+class UriTooLong(PicoError):
+    """The request line alone is over the server's header limit."""
+
+    status = 414
+    code = "URI_TOO_LONG"
+    exit_code = 2
+
+
+class HeadersTooLarge(PicoError):
+    """The request line and headers together are over the server's limit."""
+
+    status = 431
+    code = "HEADERS_TOO_LARGE"
+    exit_code = 2

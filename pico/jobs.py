@@ -14,7 +14,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 from pico.batching import Batcher
 from pico.errors import Cancelled, NotFound
@@ -26,6 +26,17 @@ from pico.slots import Slots
 log = logging.getLogger("pico")
 
 KEEP_FINISHED = 500  # finished jobs remembered for the jobs route (running and waiting ones are all kept)
+_WATCH_LOCK = threading.Lock()  # adding and removing watchers (rare); telling them reads a tuple without it
+
+
+class Watcher(Protocol):
+    """Someone following a job (an event stream): told of every change, offered every preview."""
+
+    def changed(self) -> None:
+        """The job's state, step or queue place changed; called on the thread that changed it, so it must be quick."""
+
+    def offer(self, done: int, total: int, render: Callable[[], list[Any]]) -> None:
+        """A preview at step ``done`` of ``total`` can be had from ``render()`` (rendered once for all who ask)."""
 
 
 class JobState(str, Enum):
@@ -67,6 +78,7 @@ class Job:
     image_count: int = 1  # how many of the call's images are this job's
     preview_every: int = 0  # render a preview every N steps (0: never); set by whoever watches the job
     preview: tuple[int, list[Any]] | None = field(default=None, repr=False)  # the latest (step, PIL images)
+    _watchers: tuple[Watcher, ...] = field(default=(), repr=False)  # replaced whole: read without a lock
 
     def on_step(self, done: int, total: int) -> bool:
         """Record progress; abort here if cancelled (or the client left); True to end denoising now (interrupt)."""
@@ -74,6 +86,7 @@ class Job:
         timing = self._timing
         self._timing = (now, now, 0) if done == 1 or timing is None else (timing[0], now, timing[2] + 1)
         self.step, self.steps = done, total
+        self.notify()
         if self._cancel.is_set():
             raise Cancelled(f"Job {self.id} was cancelled at step {done} of {total}")
         if not self._alive():
@@ -82,10 +95,43 @@ class Job:
         return self.interrupted
 
     def on_preview(self, done: int, render: Callable[[], list[Any]]) -> None:
-        """Keep a preview of this job's images at step ``done`` when one is wanted then (render costs a little)."""
+        """Keep a preview of this job's images at step ``done`` when one is wanted then (render costs a little).
+
+        ``preview_every`` is for pollers (A1111's progress keeps the latest); each watcher picks its own steps.
+        The call's previews are rendered at most once, however many want them.
+        """
+        rendered: list[list[Any]] = []
+
+        def mine() -> list[Any]:
+            if not rendered:
+                rendered.append(render()[self.image_offset:self.image_offset + self.image_count])
+            return rendered[0]
+
         every = self.preview_every
         if every > 0 and (done % every == 0 or done == self.steps):
-            self.preview = (done, render()[self.image_offset:self.image_offset + self.image_count])
+            self.preview = (done, mine())
+        for watcher in self._watchers:
+            watcher.offer(done, self.steps, mine)
+
+    def watch(self, watcher: Watcher) -> None:
+        """Tell ``watcher`` of every change of this job from now on, and offer it every preview."""
+        with _WATCH_LOCK:
+            self._watchers = (*self._watchers, watcher)
+
+    def unwatch(self, watcher: Watcher) -> None:
+        """Stop telling ``watcher``; a watcher that is not there is ignored."""
+        with _WATCH_LOCK:
+            self._watchers = tuple(w for w in self._watchers if w is not watcher)
+
+    @property
+    def watched(self) -> int:
+        """How many watchers follow this job now."""
+        return len(self._watchers)
+
+    def notify(self) -> None:
+        """Tell every watcher that something changed."""
+        for watcher in self._watchers:
+            watcher.changed()
 
     @property
     def interrupted(self) -> bool:
@@ -223,6 +269,7 @@ class Jobs:
         with self._lock:
             if job.finished is None:
                 job.state, job.started, job.batch_size = JobState.RUNNING, time.time(), batch_size
+        job.notify()
 
     def settle(self, job: Job, error: BaseException | None, generations: Sequence[Generation] = ()) -> None:
         """Record how a job ended (done, cancelled or failed) and tell the listeners; later calls do nothing."""
@@ -239,10 +286,12 @@ class Jobs:
             else:
                 job.state, job.error = JobState.FAILED, getattr(error, "code", None) or type(error).__name__
             job.finished = time.time()
+            job.preview = None  # finished jobs are remembered; their previews need not be
             if self._active.pop(job.id, None) is not None:
                 self._finished[job.id] = job
                 while len(self._finished) > KEEP_FINISHED:
                     self._finished.popitem(last=False)
+        job.notify()
         for listener in self.listeners:
             for generation in generations or [None]:
                 try:
@@ -257,6 +306,14 @@ class Jobs:
         if job is None:
             raise NotFound(f"No job {job_id!r}; finished jobs are kept for the last {KEEP_FINISHED} generations")
         return job
+
+    def position(self, job: Job) -> int:
+        """A waiting job's place in the queue (1: next to run), counting the requests ahead; 0 when not waiting."""
+        if job.state != JobState.QUEUED or job.finished is not None:
+            return 0
+        # A waiter is the job itself, or a forming batch that holds it among its members.
+        return self.slots.place(
+            lambda waiter: waiter is job or any(member is job for member, _ in getattr(waiter, "members", ())))
 
     def cancel(self, job_id: str) -> Job:
         """Cancel a job: a queued one leaves the queue at once, a running one stops at its next step."""

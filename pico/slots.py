@@ -49,6 +49,16 @@ class Slots:
         with self._cond:
             return self._running, self._queued()
 
+    def place(self, match: Callable[[Waiter], bool]) -> int:
+        """The queue place of the first waiter ``match`` accepts (1: next), counting the requests ahead; 0: none."""
+        with self._cond:
+            ahead = 0
+            for waiter in self._waiting:
+                if match(waiter):
+                    return ahead + 1
+                ahead += waiter.size
+        return 0
+
     def acquire(self, waiter: Waiter) -> None:
         """Take a slot now, or wait for one in arrival order; Busy when the queue is full, Cancelled when gone."""
         if not self.admit(waiter):

@@ -11,6 +11,7 @@ SDXL_REFINER_MODEL = "stabilityai/stable-diffusion-xl-refiner-1.0"
 SDXL_INPAINT_MODEL = "diffusers/stable-diffusion-xl-1.0-inpainting-0.1"
 SD35_MEDIUM_MODEL = "stabilityai/stable-diffusion-3.5-medium"
 SD35_LARGE_MODEL = "stabilityai/stable-diffusion-3.5-large"
+SD35_LARGE_TURBO_MODEL = "stabilityai/stable-diffusion-3.5-large-turbo"
 FLUX_SCHNELL_MODEL = "black-forest-labs/FLUX.1-schnell"
 FLUX_DEV_MODEL = "black-forest-labs/FLUX.1-dev"
 SD_X4_UPSCALER_MODEL = "stabilityai/stable-diffusion-x4-upscaler"  # the upscale route's model (Upscaler "SD x4")
@@ -37,6 +38,9 @@ NOT_PIPELINES = frozenset({*VAE_MODELS.values(), SDXL_FP16_VAE})
 REVISIONS = {VARIATION_MODEL: "v2.0"}
 
 DEFAULT_MODELS = (SD1_MODEL, SD2_MODEL, SDXL_MODEL, SD1_INPAINT_MODEL, VARIATION_MODEL)
+# The families' models a server allows without --allow-model, like the defaults above.
+KNOWN_FAMILY_MODELS = (SD35_MEDIUM_MODEL, SD35_LARGE_MODEL, SD35_LARGE_TURBO_MODEL, FLUX_SCHNELL_MODEL,
+                       FLUX_DEV_MODEL, SDXL_REFINER_MODEL, SDXL_INPAINT_MODEL)
 
 # Short names for the OpenAI and A1111 APIs' `model` fields.
 SHORT_NAMES = {
@@ -45,6 +49,12 @@ SHORT_NAMES = {
     "sdxl": SDXL_MODEL,
     "sd15-inpaint": SD1_INPAINT_MODEL,
     "sd-variation": VARIATION_MODEL,
+    "sd35": SD35_MEDIUM_MODEL,
+    "sd35-large": SD35_LARGE_MODEL,
+    "sd35-large-turbo": SD35_LARGE_TURBO_MODEL,
+    "flux-schnell": FLUX_SCHNELL_MODEL,
+    "flux-dev": FLUX_DEV_MODEL,
+    "sdxl-refiner": SDXL_REFINER_MODEL,
 }
 
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pico.catalog.families import family_of
+from pico.catalog.families import FAMILY_TABLE, base_family, family_of
 from pico.errors import NotFound
 from pico.schemas.requests import (
+    FluxRequest,
     GenerationRequest,
+    StableDiffusion3Request,
     StableDiffusion2Request,
     StableDiffusionImageToImageRequest,
     StableDiffusionImageVariationRequest,
@@ -32,7 +34,7 @@ class PipelineInfo:
     request_type: type[GenerationRequest]
     summary: str
     task: str  # text-to-image, image-to-image, inpaint, variation or upscale
-    family: str | None = None  # the family a text-to-image route draws with
+    family: str | None = None  # the family a text-to-image route draws with (FLUX: its default model's)
 
 
 PIPELINES: tuple[PipelineInfo, ...] = (
@@ -51,6 +53,12 @@ PIPELINES: tuple[PipelineInfo, ...] = (
                  "Stable Diffusion image variation: new images in the manner of an input image.", "variation"),
     PipelineInfo("stable-diffusion-inpaint", "StableDiffusionInpaint", "inpaint", StableDiffusionInpaintRequest,
                  "Stable Diffusion inpainting: repaint the white area of a mask.", "inpaint"),
+    PipelineInfo("stable-diffusion-3", "StableDiffusion3", "stable-diffusion-3", StableDiffusion3Request,
+                 "Stable Diffusion 3.x text-to-image (3.5 Medium by default; 3.5 Large and Large Turbo by Model).",
+                 "text-to-image", "sd3"),
+    PipelineInfo("flux", "Flux", "flux", FluxRequest,
+                 "FLUX.1 text-to-image (schnell by default; dev and fine-tunes by Model).", "text-to-image",
+                 "flux-schnell"),
     PipelineInfo("upscale", "Upscale", "upscale", UpscaleRequest,
                  "Upscale an image: Lanczos or Nearest, or the SD x4 upscaler model guided by a phrase.", "upscale"),
 )
@@ -80,6 +88,5 @@ def find_pipeline(name: str) -> PipelineInfo:
 
 
 def text_to_image_pipeline(model: str) -> PipelineInfo:
-    """The text-to-image pipeline whose defaults fit ``model``'s family."""
-    family = family_of(model)
-    return next(info for info in PIPELINES if info.task == "text-to-image" and info.family == family)
+    """The text-to-image pipeline whose defaults fit ``model``'s family (the families table names its route)."""
+    return pipeline_info(FAMILY_TABLE[base_family(family_of(model))].route)

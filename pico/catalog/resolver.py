@@ -11,7 +11,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pico.catalog.models import ALIASES, DEFAULT_MODELS, REVISIONS, VAE_MODELS, canonical, model_id, same_model
+from pico.catalog.models import (
+    ALIASES,
+    DEFAULT_MODELS,
+    KNOWN_FAMILY_MODELS,
+    REVISIONS,
+    VAE_MODELS,
+    canonical,
+    model_id,
+    same_model,
+)
 from pico.errors import ModelNotAllowed
 
 if TYPE_CHECKING:
@@ -35,7 +44,8 @@ class ModelResolver:
         self.models_dir = models_dir.resolve() if models_dir else None
         self.allow = allow
         self.allow_any = allow_any
-        self._known = set(DEFAULT_MODELS) | set(VAE_MODELS.values()) | set(ALIASES) | set(ALIASES.values())
+        self._known = (set(DEFAULT_MODELS) | set(KNOWN_FAMILY_MODELS) | set(VAE_MODELS.values()) | set(ALIASES)
+                       | set(ALIASES.values()))
 
     @classmethod
     def for_settings(cls, settings: "Settings") -> "ModelResolver":

@@ -205,3 +205,19 @@ def a1111_names(table_name: str) -> tuple[str, str | None]:
     """(A1111 sampler, schedule label or None) of a table name: "DPM++ 2M Karras" -> ("DPM++ 2M", "Karras")."""
     sampler, schedule = split_sampler_name(table_name)
     return (sampler, _SCHEDULE_NAMES[schedule].label) if schedule else (table_name, None)
+
+
+# --- Flow-matching samplers (SD 3.x, FLUX.1) --------------------------------------------------------------
+# Kept apart from the table above (the families' block): flow-matching models predict a velocity, so the
+# DDPM-style schedulers above do not fit them. The names are the A1111 samplers they stand for; each was
+# checked to run deterministically on SD 3.5 and FLUX.1 (dev and schnell) and to follow the model's own
+# sigma schedule (shift, and FLUX.1 dev's resolution-dependent shift). "Heun" (FlowMatchHeun) fails on
+# FLUX.1, DPM-Solver++ takes no custom sigmas (FLUX.1 passes them), and the stochastic variants ("Euler a",
+# LCM) draw from the global RNG: none of those is offered.
+FLOW_SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "Euler": ("FlowMatchEulerDiscreteScheduler", {"use_karras_sigmas": False, "stochastic_sampling": False}),
+    # flow_shift follows the model's own shift (see pico.pipelines.schedulers.build_scheduler)
+    "UniPC": ("UniPCMultistepScheduler", {"use_flow_sigmas": True, "prediction_type": "flow_prediction"}),
+}
+
+FLOW_SCHEDULER_NAMES = tuple(FLOW_SCHEDULERS)

@@ -87,11 +87,18 @@ def batch(
     report: Annotated[Path | None, typer.Option(
         "--report", help="Also write a JSON summary of every job to this file.", metavar="FILE",
         show_default=False)] = None,
+    ray: Annotated[str | None, typer.Option(
+        "--ray", help="Spread the jobs over a Ray cluster's replicas: local (start one here), auto or "
+        "HEAD:6379. Images are written here, as in a local run. Needs pip install 'pico[ray]'.",
+        metavar="ADDRESS", show_default=False)] = None,
+    replicas: Annotated[int | None, typer.Option(
+        "--replicas", help="With --ray: engine replicas (each a GPU, or a share of the CPUs). [default: 1]",
+        show_default=False)] = None,
     *, common: Common,
 ) -> None:
     """Run many generations from a file of jobs: resumable, validated up front, for CI."""
     started = time.perf_counter()
-    settings = common.settings()
+    settings = common.settings(ray=ray, replicas=replicas)
     jobs, bad = load_jobs(file, settings.max_pixels, model_check(settings))
     for line in bad:
         say(f"[bold red]invalid:[/] {escape(line.describe())}")
@@ -106,7 +113,10 @@ def batch(
         if bad and not common.quiet:
             say(f"{len(bad)} bad line(s) skipped; running the {len(jobs)} valid job(s)")
         prepare_folder(common.out)
-        status = run_batch_jobs(jobs, results, file, common, settings, force, fail_fast)
+        run = run_batch_jobs
+        if settings.ray:  # Ray is imported only then
+            from pico.ray.batch import run_batch_jobs as run
+        status = run(jobs, results, file, common, settings, force, fail_fast)
     seconds = time.perf_counter() - started
     counts = summarize(ordered, seconds, quiet=common.quiet)
     if report is not None:

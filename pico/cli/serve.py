@@ -23,6 +23,7 @@ from pico.cli.app import (
 
 SERVER = "Server"
 SPEED = "Speed-ups (GPU)"
+RAY = "More than one machine (Ray)"
 
 
 @app.command()
@@ -59,6 +60,21 @@ def serve(
     max_batch: Annotated[Optional[int], flag(
         "--max-batch", help="Most images in one batched call (a request with more runs alone).", default="4",
         panel=SERVER)] = None,
+    max_header_kb: Annotated[Optional[int], flag(
+        "--max-header-kb", help="Largest request line and headers accepted, in KiB (431 beyond; 414 for a "
+        "request line alone).", default="64", panel=SERVER)] = None,
+    header_timeout: Annotated[Optional[int], flag(
+        "--header-timeout", help="Seconds a connection gets to send its whole request line and headers (408 "
+        "beyond); a connection still sending holds no worker thread.", default="10", panel=SERVER)] = None,
+    public_url: Annotated[Optional[str], flag(
+        "--public-url", help="The base URL clients reach this server at, e.g. https://images.example.com: "
+        "response_format=url links start with it.", panel=SERVER)] = None,
+    trust_proxy: Annotated[Optional[bool], flag(
+        "--trust-proxy", help="Build links from X-Forwarded-Host and X-Forwarded-Proto (only without "
+        "--public-url; only behind a proxy that sets them).", panel=SERVER)] = None,
+    max_streams: Annotated[Optional[int], flag(
+        "--max-streams", help="Event streams (GET /api/v1/jobs/<id>/events) open at once; each holds a server "
+        "thread. Beyond: 503.", default="16", panel=SERVER)] = None,
     preload: Annotated[Optional[list[str]], flag(
         "--preload", help="Load this model (and run a short warm-up generation) before serving; repeatable.",
         panel=SPEED, many=True)] = None,
@@ -78,6 +94,19 @@ def serve(
     max_pixels: Annotated[Optional[int], flag(
         "--max-pixels", help="Largest input image and Width x Height, in pixels.", default="4194304 = 2048x2048",
         panel=SERVER)] = None,
+    ray: Annotated[Optional[str], flag(
+        "--ray", help="Run the generations on a Ray cluster: local (start one on this machine), auto (the one "
+        "'ray start --head' made, on one of its nodes) or HEAD:6379 (its GCS address). Needs pip install "
+        "'pico[ray]'.", panel=RAY)] = None,
+    replicas: Annotated[Optional[int], flag(
+        "--replicas", help="With --ray: engine replicas, each on one GPU (or a share of the CPUs) with "
+        "--threadsmax slots and its own --max-models cache.", default="1", panel=RAY)] = None,
+    min_replicas: Annotated[Optional[int], flag(
+        "--min-replicas", help="With --ray and --max-replicas: the fewest replicas Serve's autoscaling keeps.",
+        default="0", panel=RAY)] = None,
+    max_replicas: Annotated[Optional[int], flag(
+        "--max-replicas", help="With --ray: autoscale between --min-replicas and this many replicas on ongoing "
+        "requests (instead of a fixed --replicas).", panel=RAY)] = None,
     xformers: Xformers = None,
     models_dir: ModelsDir = None,
     allow_model: AllowModel = None,
@@ -103,9 +132,12 @@ def serve(
         cors_origin=cors_origin, shutdown_timeout=shutdown_timeout, api_key=api_key, default_model=default_model,
         xformers=xformers, models_dir=models_dir,
         device=device, offload=offload, max_models=max_models, demo=demo, max_pixels=max_pixels,
-        batch_window_ms=batch_window_ms, max_batch=max_batch, preload=preload, channels_last=channels_last,
+        batch_window_ms=batch_window_ms, max_batch=max_batch, max_streams=max_streams, preload=preload,
+        channels_last=channels_last,
         fuse_qkv=fuse_qkv, compile=compile, compile_mode=compile_mode, sdxl_vae=sdxl_vae,
-        allow_model=allow_model, allow_any_model=allow_any_model,
+        allow_model=allow_model, allow_any_model=allow_any_model, max_header_kb=max_header_kb,
+        header_timeout=header_timeout, public_url=public_url, trust_proxy=trust_proxy,
+        ray=ray, replicas=replicas, min_replicas=min_replicas, max_replicas=max_replicas,
     )
     from pico.server.serve import serve as run_server
 

@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator
 from pico.catalog.pipelines import PipelineInfo
 from pico.errors import Cancelled, InvalidRequest, OutOfMemory
 from pico.pipelines.device import (
+    family_label,
     free_device_memory,
+    is_flow,
     is_out_of_memory,
     is_sdxl,
     precision_name,
@@ -51,6 +53,8 @@ class CallContext:
     on_preview: PreviewCallback | None = None
     fault: Callable[[], None] | None = None  # fault-injection seam, called at each step
     size: tuple[int, int] | None = None  # the images' (width, height), where latents do not say it (FLUX)
+    refiner: Any = None  # SDXL: an image-to-image pipeline on the refiner's weights, for this call alone
+    step_end: Callable | None = None  # PICO's own callback_on_step_end (progress, interrupts), for a second call
 
 
 def generators(seeds: list[int]) -> list["torch.Generator"]:
@@ -141,8 +145,11 @@ class AttentionGate:
 
 
 def phrase_warnings(pipe: Any, request: GenerationRequest) -> list[str]:
-    """Say when a phrase is longer than the text encoder reads (it is truncated at 77 tokens)."""
-    tokenizer = getattr(pipe, "tokenizer", None)
+    """Say when a phrase is longer than the text encoder reads (it is truncated at 77 tokens).
+
+    SD 3 and FLUX read long phrases with T5: ``pico.pipelines.flow`` says what they cut.
+    """
+    tokenizer = getattr(pipe, "tokenizer", None) if not is_flow(pipe) else None
     notes = []
     for key in ("Phrase", "NegativePhrase"):
         text = getattr(request, "phrase" if key == "Phrase" else "negative_phrase", None)
@@ -164,10 +171,14 @@ KIND_COMMANDS = {"text-to-image": "stable-diffusion, image-to-image or inpaint",
 
 
 def model_kind(base: Any) -> str:
-    """What a loaded pipeline can do: variation (image encoder), inpainting (9-channel UNet), or text-to-image."""
+    """What a loaded pipeline can do: variation (image encoder), inpainting (9-channel UNet), or text-to-image.
+
+    SD 3 and FLUX transformers are text-to-image models; their inpainting pipelines derive from them.
+    """
     if getattr(base, "image_encoder", None) is not None and getattr(base, "text_encoder", None) is None:
         return "variation"
-    if base.unet.config.in_channels == 9:
+    unet = getattr(base, "unet", None)
+    if unet is not None and unet.config.in_channels == 9:
         return "inpainting"
     return "text-to-image"
 
@@ -230,10 +241,10 @@ class Runner:
             from pico.schemas.requests import raise_vae_mismatch
 
             raise_vae_mismatch(request.vae_type, request.model)
+        if is_flow(base):  # what the model's name did not tell at validation (a fine-tune on image-to-image)
+            from pico.schemas.requests import check_flow_fields
 
-    def call(self, ctx: CallContext, arguments: dict[str, Any], requests: list[GenerationRequest]) -> list[Any]:
-        """The pipeline call with ``arguments``; the images made. Families with more to do around it override it."""
-        return list(ctx.pipe(**arguments).images)
+            check_flow_fields(request, family_label(base))
 
     def batch_key(self, request: GenerationRequest) -> tuple | None:
         """What requests must share to run as one batched call (None: this family never batches)."""
@@ -249,6 +260,18 @@ class Runner:
         """The pipeline arguments of several requests run as one call (batchable families only)."""
         raise NotImplementedError
 
+    def call(self, ctx: CallContext, requests: list[GenerationRequest], arguments: dict[str, Any]) -> list[Any]:
+        """Call the pipeline with ``arguments`` and return its images; SD 3 and FLUX calls are adapted first."""
+        if is_flow(ctx.pipe):
+            from pico.pipelines.flow import adapt_call
+
+            arguments = adapt_call(ctx, requests, arguments)
+        else:
+            from pico.pipelines.flow import unused_flow_fields
+
+            ctx.warnings.extend(unused_flow_fields(requests[0]))
+        return ctx.pipe(**arguments).images
+
     def run(self, ctx: CallContext, requests: list[GenerationRequest]) -> list[Generation]:
         """Generate the images of requests that share a batch key, as one call of ``ctx.pipe``."""
         started = time.perf_counter()
@@ -261,8 +284,9 @@ class Runner:
         else:
             inputs = {**self.batch_inputs(requests), "num_images_per_prompt": 1}
         callback = step_callback(pipe, ctx, stopped)
+        ctx.step_end = callback.get("callback_on_step_end")
         guidance = first.guidance_scale
-        embeds = weighted_phrases(pipe, requests, steps)
+        embeds = None if is_flow(pipe) else weighted_phrases(pipe, requests, steps)  # T5: see flow.adapt_call
         if embeds is not None:  # A1111's syntax or long phrases: embeddings instead of the text
             inputs = {key: value for key, value in inputs.items() if key not in ("prompt", "negative_prompt")}
             inputs.update(embeds.kwargs)
@@ -283,7 +307,7 @@ class Runner:
             arguments.update(width=first.width, height=first.height)
             ctx.size = (first.width, first.height)
         try:
-            images = self.call(ctx, arguments, requests)
+            images = list(self.call(ctx, requests, arguments))
         except Cancelled:
             raise
         except Exception as exc:

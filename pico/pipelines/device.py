@@ -36,26 +36,44 @@ def pick_device(setting: str) -> "torch.device":
 
 
 def pick_dtype(precision: str, device: "torch.device") -> tuple["torch.dtype", str | None]:
-    """(dtype, warning) for a Precision: half is float16 except on the CPU, where it runs float32 and says so."""
+    """(dtype, warning) for a Precision: half is float16, bfloat16 itself, except on the CPU, which runs float32.
+
+    The CPU runs float32 and says so: float16 is not computed there, and bfloat16 would be many times slower.
+    """
     import torch
 
     if precision == "full":
         return torch.float32, None
     if device.type == "cpu":
-        return torch.float32, "Precision 'half' is not available on the CPU; ran in float32 (Precision 'full')."
-    return torch.float16, None
+        return torch.float32, f"Precision {precision!r} is not available on the CPU; ran in float32 (Precision 'full')."
+    return (torch.bfloat16 if precision == "bfloat16" else torch.float16), None
 
 
 def precision_name(dtype: "torch.dtype") -> str:
     """The Precision value for a dtype."""
     import torch
 
-    return "half" if dtype == torch.float16 else "full"
+    return {torch.float16: "half", torch.bfloat16: "bfloat16"}.get(dtype, "full")
 
 
 def is_sdxl(pipe: Any) -> bool:
-    """True for SDXL pipelines (two text encoders)."""
-    return getattr(pipe, "text_encoder_2", None) is not None
+    """True for SDXL pipelines (a UNet and two CLIP text encoders, or the refiner's one); not SD 3 or FLUX."""
+    return getattr(pipe, "text_encoder_2", None) is not None and getattr(pipe, "unet", None) is not None
+
+
+def is_flow(pipe: Any) -> bool:
+    """True for flow-matching transformer pipelines: SD 3.x and FLUX.1 (T5-conditioned, no UNet)."""
+    return getattr(pipe, "transformer", None) is not None and getattr(pipe, "unet", None) is None
+
+
+def family_label(pipe: Any) -> str:
+    """What to call a loaded pipeline's family in messages: "FLUX.1", "Stable Diffusion 3", "SDXL", ..."""
+    name = type(pipe).__name__
+    if name.startswith("Flux"):
+        return "FLUX.1"
+    if name.startswith("StableDiffusion3"):
+        return "Stable Diffusion 3"
+    return "SDXL" if is_sdxl(pipe) else "Stable Diffusion"
 
 
 def keep_vae_in_float32(vae: Any) -> None:
@@ -83,6 +101,8 @@ def _inputs_to_float32(_module: Any, args: tuple) -> tuple:
 
 def configure_attention(pipe: Any, slicing: bool, xformers: bool, fused: bool = False) -> None:
     """Set attention on the shared modules: sliced, xformers, fused QKV, or PyTorch's SDPA."""
+    if is_flow(pipe):
+        return  # SD 3 / FLUX transformers: PyTorch SDPA always (their runs say AttentionSlicing is not applied)
     if slicing:
         pipe.enable_attention_slicing()
         return
@@ -94,6 +114,19 @@ def configure_attention(pipe: Any, slicing: bool, xformers: bool, fused: bool = 
 
         pipe.unet.set_attn_processor(FusedAttnProcessor2_0())
         pipe.vae.set_attn_processor(FusedAttnProcessor2_0())
+
+
+def model_memory(pipe: Any) -> dict[str, tuple[int, int]]:
+    """(parameters, bytes of weights and buffers) of each torch module of a pipeline, by component name."""
+    import torch
+
+    memory = {}
+    for name, component in pipe.components.items():
+        if isinstance(component, torch.nn.Module):
+            tensors = [*component.parameters(), *component.buffers()]
+            memory[name] = (sum(p.numel() for p in component.parameters()),
+                            sum(t.numel() * t.element_size() for t in tensors))
+    return memory
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
-from typing import Any, Iterable
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator
 
 from pico.config import Settings
 from pico.errors import InvalidRequest, OutOfMemory
@@ -26,14 +27,16 @@ from pico.pipelines.device import (
     is_out_of_memory,
     is_sdxl,
     keep_vae_in_float32,
+    model_memory,
     pick_device,
     pick_dtype,
+    precision_name,
     quiet_libraries,
     settle_python_heap,
 )
 from pico.pipelines.loader import ModelCache, load_pipeline, load_vae
 from pico.pipelines.prompt_embeds import CHUNK, chunk_count
-from pico.pipelines.registry import runner_for
+from pico.pipelines.registry import find_runner, runner_for
 from pico.pipelines.speedups import CUDA_GRAPH_MODES, speed_up
 from pico.pipelines.threads import GenerationThreads
 from pico.prompt_syntax import plan_prompt
@@ -64,6 +67,7 @@ class LoadedModel:
     pipeline: Any
     gate: AttentionGate
     warm: WarmPipelines
+    memory: dict[str, tuple[int, int]] = field(default_factory=dict)  # component -> (parameters, bytes)
 
 
 class Engine:
@@ -106,13 +110,18 @@ class Engine:
         if not runner.uses_model(first):  # e.g. Lanczos upscaling: nothing to load
             return runner.run(CallContext(pipe=None, device=self.device, dtype=dtype, on_step=on_step), requests)
         self.resolver.require_allowed(first.model)
-        with self.cache.use(ModelKey(canonical(first.model), dtype)) as entry:
+        refiner = getattr(first, "refiner", None)
+        if refiner:
+            self.resolver.require_allowed(refiner)
+        key = ModelKey(canonical(first.model), dtype)
+        with self.cache.use(key) as entry:
             model: LoadedModel = entry.value
             for request in requests:
                 runner.check(model.pipeline, request)
             vae = self._vae(first.vae_type, dtype, model.pipeline)
             scheduler = first.scheduler or runner.default_scheduler
-            with model.gate.use(first.attention_slicing), model.warm.lease(runner, vae, scheduler) as pipe:
+            with model.gate.use(first.attention_slicing), model.warm.lease(runner, vae, scheduler) as pipe, \
+                    self._refiner(first, runner, key, scheduler) as refiner_pipe:
                 ctx = CallContext(
                     pipe=pipe,
                     device=self.device,
@@ -121,8 +130,26 @@ class Engine:
                     on_step=on_step,
                     on_preview=on_preview,
                     fault=self.faults.at_step if self.faults.active else None,
+                    refiner=refiner_pipe,
                 )
                 return runner.run(ctx, requests)
+
+    @contextmanager
+    def _refiner(self, request: GenerationRequest, runner: Any, base_key: ModelKey,
+                 scheduler: str | None) -> Iterator[Any]:
+        """An image-to-image pipeline on the weights of the request's Refiner (loaded like any model), or None."""
+        model_id = getattr(request, "refiner", None)
+        if not model_id:
+            yield None
+            return
+        key = ModelKey(canonical(model_id), base_key.dtype)
+        with self.cache.use(key) as entry:
+            model: LoadedModel = entry.value
+            runner.check_refiner(model.pipeline, request)
+            # The base's own weights as refiner: its attention gate is already held by this call.
+            gate = model.gate.use(request.attention_slicing) if key != base_key else nullcontext()
+            with gate, model.warm.lease(find_runner("image-to-image"), None, scheduler) as pipe:
+                yield pipe
 
     def batch_key(self, request: GenerationRequest) -> tuple | None:
         """What a request must share with others to run in one batched call (None: it cannot)."""
@@ -168,6 +195,24 @@ class Engine:
         threads = torch.get_num_threads()
         if self.device.type == "cpu" and threads > 1:
             torch.set_num_threads(threads - 1)
+
+    def replicas(self) -> list[dict[str, Any]]:
+        """The engine replicas behind this engine: none (a Ray backend lists its replicas)."""
+        return []
+
+    def model_status(self) -> list[dict[str, Any]]:
+        """What each resident model holds: precision, parameters and bytes, in all and per component."""
+        status = []
+        for entry in self.cache.entries():
+            memory: dict[str, tuple[int, int]] = entry.value.memory
+            status.append({
+                "Model": entry.key.model_id, "Precision": precision_name(entry.key.dtype),
+                "Parameters": sum(p for p, _ in memory.values()), "Bytes": sum(b for _, b in memory.values()),
+                "Components": {name: size for name, (_, size) in memory.items()},
+                "Placement": self.device.type if self.settings.offload == "none" or self.device.type == "cpu"
+                else f"cpu, {self.settings.offload} offload to {self.device.type}",
+            })
+        return status
 
     def load_times(self) -> dict[str, float]:
         """Seconds each resident model took to load."""
@@ -232,7 +277,7 @@ class Engine:
         if self.xformers:
             configure_attention(pipe, False, True)
         settle_python_heap()
-        return LoadedModel(pipe, gate, WarmPipelines(pipe))
+        return LoadedModel(pipe, gate, WarmPipelines(pipe), model_memory(pipe))
 
     def _place(self, pipe: Any) -> None:
         offload = self.settings.offload

@@ -41,8 +41,8 @@ class Inpaint(Runner):
             "_plan": plan,
         }
 
-    def call(self, ctx: CallContext, arguments: dict[str, Any], requests: list[Any]) -> list[Any]:
+    def call(self, ctx: CallContext, requests: list[Any], arguments: dict[str, Any]) -> list[Any]:
         """The pipeline call, then A1111's paste back (uncrop, overlay) when the request asked for it."""
         plan = arguments.pop("_plan")
         ctx.warnings.extend(note for note in plan.notes if note not in ctx.warnings)
-        return [plan.finish(image) for image in super().call(ctx, arguments, requests)]
+        return [plan.finish(image) for image in super().call(ctx, requests, arguments)]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pico.catalog.pipelines import find_pipeline, pipeline_for
 from pico.pipelines.base import Runner
+from pico.pipelines.flux import Flux
 from pico.pipelines.image2image import ImageToImage
 from pico.pipelines.inpaint import Inpaint
+from pico.pipelines.sd3 import StableDiffusion3
 from pico.pipelines.text2image import StableDiffusion, StableDiffusion2, StableDiffusionXL
 from pico.pipelines.upscale import Upscale
 from pico.pipelines.variation import ImageVariation
@@ -18,6 +20,8 @@ RUNNERS: tuple[Runner, ...] = (
     ImageToImage(),
     ImageVariation(),
     Inpaint(),
+    StableDiffusion3(),
+    Flux(),
     Upscale(),
 )
 

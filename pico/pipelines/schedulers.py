@@ -1,13 +1,23 @@
-"""Schedulers for one call, built from the sampler table (``pico.catalog.samplers``)."""
+"""Schedulers for one call, built from the sampler tables (``pico.catalog.samplers``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pico.catalog.samplers import SCHEDULERS
+from pico.catalog.samplers import FLOW_SCHEDULERS, SCHEDULERS
 
 NAME_ATTRIBUTE = "_pico_sampler"  # the table name a scheduler was built from (several names share a class)
 MODEL_ATTRIBUTE = "_pico_model_scheduler"  # the model's own scheduler (class, config) it was built from
+
+
+def is_flow_scheduler(scheduler: Any) -> bool:
+    """True for a flow-matching model's scheduler (SD 3.x, FLUX.1): its sampler names come from FLOW_SCHEDULERS."""
+    config = getattr(scheduler, "config", {}) or {}
+    return _is_flow(type(scheduler), config)
+
+
+def _is_flow(cls: type, config: Any) -> bool:
+    return cls.__name__.startswith("FlowMatch") or bool((config or {}).get("use_flow_sigmas"))
 
 
 def build_scheduler(name: str | None, current: Any) -> Any:
@@ -17,14 +27,19 @@ def build_scheduler(name: str | None, current: Any) -> Any:
     """
     import diffusers
 
-    model = getattr(current, MODEL_ATTRIBUTE, (type(current), current.config))
+    model_class, config = getattr(current, MODEL_ATTRIBUTE, (type(current), current.config))
     if name is None:
-        scheduler = model[0].from_config(model[1])
+        scheduler = model_class.from_config(config)
     else:
-        class_name, options = SCHEDULERS[name]
-        scheduler = getattr(diffusers, class_name).from_config(model[1], **options)
+        if _is_flow(model_class, config):
+            class_name, options = FLOW_SCHEDULERS[name]
+            if class_name == "UniPCMultistepScheduler":  # the model's own shift, as its FlowMatch scheduler applies it
+                options = {**options, "flow_shift": config.get("shift", config.get("flow_shift", 1.0))}
+        else:
+            class_name, options = SCHEDULERS[name]
+        scheduler = getattr(diffusers, class_name).from_config(config, **options)
         setattr(scheduler, NAME_ATTRIBUTE, name)
-    setattr(scheduler, MODEL_ATTRIBUTE, model)
+    setattr(scheduler, MODEL_ATTRIBUTE, (model_class, config))
     return scheduler
 
 
@@ -34,7 +49,8 @@ def scheduler_name(scheduler: Any) -> str:
     if built is not None:
         return built
     class_name = type(scheduler).__name__
-    for name, (cls, options) in SCHEDULERS.items():
+    table = FLOW_SCHEDULERS if is_flow_scheduler(scheduler) else SCHEDULERS
+    for name, (cls, options) in table.items():
         if cls == class_name and all(scheduler.config.get(k, False) == v for k, v in options.items()):
             return name
     return class_name

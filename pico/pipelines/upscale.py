@@ -41,12 +41,12 @@ class Upscale(Runner):
         return {"prompt": request.phrase, "negative_prompt": request.negative_phrase,
                 "image": request.images["ImageBase64"], "noise_level": request.noise_level}
 
-    def call(self, ctx: CallContext, arguments: dict[str, Any], requests: list[Any]) -> list[Any]:
+    def call(self, ctx: CallContext, requests: list[Any], arguments: dict[str, Any]) -> list[Any]:
         """The x4 upscaler's call, its images then resized to the size asked for (as A1111 resizes)."""
         arguments = {key: value for key, value in arguments.items() if key not in ("width", "height")}
         size = requests[0].output_size()
         return [image if image.size == size else image.resize(size, resample=LANCZOS)
-                for image in super().call(ctx, arguments, requests)]
+                for image in super().call(ctx, requests, arguments)]
 
     def describe(self, request: UpscaleRequest) -> dict[str, Any]:
         meta: dict[str, Any] = {"Upscaler": request.upscaler, "Scale": request.scale}

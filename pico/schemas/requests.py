@@ -1,4 +1,4 @@
-"""The request dataclasses of the six pipelines, with the original PICO's names and defaults.
+"""The request dataclasses of the pipelines, with the original PICO's names and defaults.
 
 Field names travel as PascalCase (``GuidanceScale``), exactly as existing clients send them.
 """
@@ -15,19 +15,22 @@ from dataclasses_json import DataClassJsonMixin, LetterCase
 from dataclasses_json import config as json_config
 from PIL import Image
 
+from pico.catalog.families import Family, defaults_for
 from pico.errors import InvalidRequest
 from pico.catalog.models import (
+    FLUX_SCHNELL_MODEL,
     NOT_PIPELINES,
     SD1_INPAINT_MODEL,
     SD1_MODEL,
     SD2_MODEL,
+    SD35_MEDIUM_MODEL,
     SD_X4_UPSCALER_MODEL,
     SDXL_MODEL,
     VAE_MODELS,
     VARIATION_MODEL,
     canonical,
 )
-from pico.catalog.samplers import SCHEDULER_NAMES
+from pico.catalog.samplers import FLOW_SCHEDULER_NAMES, SCHEDULER_NAMES
 from pico.catalog.upscalers import HIRES_UPSCALERS, UPSCALERS
 from pico.schemas import fields
 from pico.schemas.fields import internal, option
@@ -38,6 +41,8 @@ MAX_TOTAL = 5
 MAX_SEED = 2**32 - 1
 MAX_PHRASE_CHARS = 20_000
 MIN_SIDE, MAX_SIDE = 64, 4096
+MAX_SEQUENCE_LENGTH = 512  # T5 tokens SD 3 and FLUX read at most
+PRECISIONS = ("half", "full", "bfloat16")
 MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
@@ -68,6 +73,37 @@ def _image(description: str, mode: str = "RGB") -> Any:
     return option("", required=True, image=mode, description=description)
 
 
+def _family_guidance(what: str) -> Any:
+    return option(None, minimum=0, maximum=10,
+                  description=f"How closely to follow the phrase; default: {what}. FLUX.1 dev: the distilled "
+                              "guidance it embeds (one pass); FLUX.1 schnell has none.")
+
+
+def _family_precision() -> Any:
+    return option(None, choices=PRECISIONS,
+                  description="half = float16, full = float32, bfloat16; default: half for SD 1/2/XL models, "
+                              "bfloat16 for SD 3 and FLUX (CPUs always run full).")
+
+
+def _max_sequence_length() -> Any:
+    return option(None, minimum=1, maximum=MAX_SEQUENCE_LENGTH,
+                  description="SD 3 and FLUX: how many T5 tokens of the phrase the model reads (the rest is cut); "
+                              "default: the family's (FLUX.1 schnell 256, others 512). Ignored by SD 1/2/XL.")
+
+
+def _true_guidance() -> Any:
+    return option(1.0, minimum=1, maximum=10,
+                  description="FLUX: true classifier-free guidance against NegativePhrase when above 1 (two passes "
+                              "per step: about twice the time); 1 = off. Ignored by other families.")
+
+
+def _flow_phrase() -> Any:
+    return option("", required=True, max_length=MAX_PHRASE_CHARS, example="ginger cat",
+                  description="What to draw (the prompt). T5 reads up to MaxSequenceLength tokens, CLIP the first "
+                              "77; AUTOMATIC1111 weights are not applied (their brackets are removed, and a warning "
+                              "says so) unless PromptSyntax is literal.")
+
+
 @dataclass(kw_only=True)
 class GenerationRequest(DataClassJsonMixin):
     """Fields every pipeline shares."""
@@ -81,14 +117,16 @@ class GenerationRequest(DataClassJsonMixin):
         description="Seed of the first image (image i uses Seed+i); null or -1 picks one at random.",
     )
     guidance_scale: float = _guidance(7.5)
-    quality: float = option(
-        0.2, minimum=0, maximum=1, description="Fraction of 250 denoising steps (0.2 -> 50 steps, at least 1).",
+    quality: float | None = option(
+        None, minimum=0, maximum=1,
+        description="Fraction of 250 denoising steps (0.2 -> 50 steps, at least 1); default: the model family's "
+                    "steps (SD 1/2/XL: 50, the same as Quality 0.2; SD 3.5: 40; FLUX.1 schnell: 4, dev: 28).",
     )
     steps: int | None = option(
         None, minimum=1, maximum=MAX_STEPS, description="Denoising steps; overrides Quality when given.",
     )
-    precision: str = option("half", choices=("half", "full"),
-                            description="half = float16, full = float32 (CPUs always run full).")
+    precision: str = option("half", choices=PRECISIONS,
+                            description="half = float16, full = float32, bfloat16 (CPUs always run full).")
     vae_type: str = option("original", choices=("original", "ema", "mse"),
                            description="VAE: the model's own, or stabilityai/sd-vae-ft-ema or -mse (SD 1/2 only).")
     attention_slicing: bool = option(False, description="Compute attention in slices: less memory, a bit slower.")
@@ -102,6 +140,13 @@ class GenerationRequest(DataClassJsonMixin):
 
     ignored_fields: list[str] = internal(list)
     images: dict[str, Image.Image] = internal(dict)
+
+    route_family: ClassVar[str | None] = None  # the family a route serves when the model's name does not tell
+    sd_guidance: ClassVar[float] = 7.5  # a null GuidanceScale on an SD 1/2/XL model (routes of every family)
+
+    def defaults(self) -> Family:
+        """The defaults of this request's model family (steps, guidance, T5 length, precision)."""
+        return defaults_for(self.model, self.route_family)
 
     def validate(self, max_pixels: int) -> None:
         """Checks across fields, and decoding of image fields; raises InvalidRequest."""
@@ -123,6 +168,10 @@ class GenerationRequest(DataClassJsonMixin):
             missing = "Height" if self.height is None else "Width"
             other = "Width" if missing == "Height" else "Height"
             raise InvalidRequest(f"{missing} must be given together with {other}", field=missing)
+        family = self.defaults()
+        self._settle_defaults(family)
+        if family.flow:
+            check_flow_fields(self, family.label)
         if self.width is not None and self.width * self.height > max_pixels:
             raise InvalidRequest(
                 f"Width x Height is {self.width}x{self.height} ({self.width * self.height:,} pixels); "
@@ -133,11 +182,22 @@ class GenerationRequest(DataClassJsonMixin):
             if name not in self.images:
                 self.images[name] = decode_image(getattr(self, f.name), name, max_pixels, fields.spec_of(f).image)
 
+    def _settle_defaults(self, family: Family) -> None:
+        """Fill the fields left null that mean "the family's default": guidance, precision, T5 length."""
+        if self.guidance_scale is None:
+            self.guidance_scale = family.guidance if family.flow else self.sd_guidance
+        if self.precision is None:
+            self.precision = family.cuda_precision
+        if getattr(self, "max_sequence_length", 0) is None and family.max_sequence_length:
+            self.max_sequence_length = family.max_sequence_length
+
     def step_count(self) -> int:
-        """Denoising steps: Steps when given, else round(250 x Quality), from 1 to 250."""
+        """Denoising steps: Steps when given, else round(250 x Quality) from 1 to 250, else the family's default."""
         if self.steps is not None:
             return self.steps
-        return max(1, min(MAX_STEPS, round(MAX_STEPS * self.quality)))
+        if self.quality is not None:
+            return max(1, min(MAX_STEPS, round(MAX_STEPS * self.quality)))
+        return self.defaults().steps
 
     def parameters(self) -> dict[str, Any]:
         """The request as JSON, without image payloads: what is embedded in output files."""
@@ -228,7 +288,7 @@ class StableDiffusionRequest(GenerationRequest):
                                                       '{"Scale": 2, "Upscaler": "Latent", "Strength": 0.5}.')
 
     def validate(self, max_pixels: int) -> None:
-        """As the base; a hires fix must leave its second pass a step, and its target size fit the limit."""
+        """As the base; a hires fix's target size must fit the pixel limit."""
         super().validate(max_pixels)
         if self.hires is not None:
             check_hires(self.hires, self.step_count(), self.width, self.height, max_pixels)
@@ -247,11 +307,24 @@ class StableDiffusionXlRequest(StableDiffusionRequest):
 
     model: str = _model(SDXL_MODEL)
     guidance_scale: float = _guidance(5.0)
+    refiner: str | None = option(
+        None, max_length=200, example="stabilityai/stable-diffusion-xl-refiner-1.0",
+        description="An SDXL refiner model id, org/name: the base denoises up to RefinerSwitchAt and hands its "
+                    "latents to the refiner, which does the rest (Diffusers' ensemble of experts).")
+    refiner_switch_at: float = option(
+        0.8, minimum=0, maximum=1,
+        description="With Refiner: the fraction of the denoising the base does (0.8: the first 80 %).")
 
     def validate(self, max_pixels: int) -> None:
-        """As the base, and VaeType must be original: the ema/mse VAEs do not fit SDXL."""
+        """As the base, and VaeType must be original: the ema/mse VAEs do not fit SDXL; a Refiner must be a model."""
         if self.vae_type != "original":
             raise_vae_mismatch(self.vae_type, self.model)
+        if self.refiner is not None:
+            check_refiner(self.refiner, self.refiner_switch_at)
+            if self.hires is not None:
+                raise InvalidRequest("Hires and Refiner cannot be combined: the refiner finishes the first pass's "
+                                     "latents, the hires fix redraws them larger", field="Hires",
+                                     hint="Leave one of them out.")
         super().validate(max_pixels)
 
 
@@ -265,11 +338,48 @@ def check_hires(hires: HiresFix, steps: int, width: int | None, height: int | No
                                  hint="Lower Hires.Scale (or Hires.Width and Height), or Width and Height.")
 
 
-def raise_vae_mismatch(vae_type: str, model: str) -> None:
-    """Refuse an SD 1/2 VAE for an SDXL model."""
+def check_refiner(refiner: str, switch_at: float) -> None:
+    """Refuse a Refiner that is not a pipeline id, or a switch point that leaves one of the two nothing to do."""
+    if not valid_model_id(refiner):
+        raise InvalidRequest(f"Refiner must be a model id of the form org/name, got {refiner!r}", field="Refiner",
+                             hint="For example stabilityai/stable-diffusion-xl-refiner-1.0.")
+    if canonical(refiner) in NOT_PIPELINES:
+        raise InvalidRequest(f"Refiner {refiner} is a VAE, not a refiner model", field="Refiner")
+    if not 0 < switch_at < 1:
+        raise InvalidRequest(
+            f"RefinerSwitchAt must be above 0 and below 1 with a Refiner, got {switch_at:g}: at {switch_at:g} "
+            f"{'the base' if switch_at == 0 else 'the refiner'} would do nothing", field="RefinerSwitchAt",
+            hint="0.8 (the base does the first 80 % of the denoising) is the usual split; leave Refiner out "
+                 "for the base alone.")
+
+
+def raise_vae_mismatch(vae_type: str, model: str, family: str = "SDXL") -> None:
+    """Refuse an SD 1/2 VAE for an SDXL (or SD 3, FLUX) model."""
     raise InvalidRequest(
-        f"VaeType {vae_type!r} does not fit SDXL model {model}: the ema and mse VAEs are for SD 1 and 2",
-        field="VaeType", hint="Leave VaeType out (or 'original') for SDXL.",
+        f"VaeType {vae_type!r} does not fit {family} model {model}: the ema and mse VAEs are for SD 1 and 2",
+        field="VaeType", hint=f"Leave VaeType out (or 'original') for {family}.",
+    )
+
+
+def check_flow_fields(request: GenerationRequest, family_label: str) -> None:
+    """Refuse what a flow-matching model (SD 3.x, FLUX.1) cannot do: DDPM-style samplers, sizes off its grid, VAEs."""
+    if request.scheduler is not None and request.scheduler not in FLOW_SCHEDULER_NAMES:
+        raise_scheduler_misfit(request.scheduler, family_label)
+    for name, value in (("Width", request.width), ("Height", request.height)):
+        if value is not None and value % 16:
+            raise InvalidRequest(
+                f"{name} must be a multiple of 16 for {family_label} models, got {value}", field=name,
+                hint=f"Use {max(16, value // 16 * 16)} or {value // 16 * 16 + 16}: their latents are patched 2x2.")
+    if request.vae_type != "original":
+        raise_vae_mismatch(request.vae_type, request.model, family_label)
+
+
+def raise_scheduler_misfit(scheduler: str, family_label: str) -> None:
+    """Refuse a DDPM-style sampler for a flow-matching model, naming the samplers that fit."""
+    raise InvalidRequest(
+        f"Scheduler {scheduler!r} does not fit {family_label} models: they are flow-matching models, and the "
+        f"samplers that fit them are {', '.join(FLOW_SCHEDULER_NAMES)}", field="Scheduler",
+        hint=f"Use {' or '.join(FLOW_SCHEDULER_NAMES)}, or leave Scheduler out for the model's own.",
     )
 
 
@@ -313,10 +423,14 @@ def check_denoising_steps(steps: int, strength: float) -> None:
 
 @dataclass(kw_only=True)
 class StableDiffusionImageToImageRequest(StableDiffusionRequest):
-    """Stable Diffusion image-to-image: redraw ImageBase64 guided by the phrase."""
+    """Stable Diffusion image-to-image: redraw ImageBase64 guided by the phrase (SD 1/2/XL, SD 3, FLUX models)."""
 
     image_base64: str = _image("The input image (PNG, JPEG, WebP...), base64 or a data: URL.")
     strength: float = _strength(0.8)
+    guidance_scale: float | None = _family_guidance("7.5 for SD 1/2/XL models, the family's for SD 3 and FLUX")
+    precision: str | None = _family_precision()
+    max_sequence_length: int | None = _max_sequence_length()
+    true_guidance_scale: float = _true_guidance()
     hires: HiresFix | None = internal(lambda: None)  # text-to-image only: off the wire here
 
     def validate(self, max_pixels: int) -> None:
@@ -328,7 +442,7 @@ class StableDiffusionImageToImageRequest(StableDiffusionRequest):
 
 @dataclass(kw_only=True)
 class StableDiffusionInpaintRequest(StableDiffusionRequest):
-    """Stable Diffusion inpainting: repaint the white area of the mask."""
+    """Stable Diffusion inpainting: repaint the white area of the mask (SD 1/2/XL, SD 3, FLUX models)."""
 
     model: str = _model(SD1_INPAINT_MODEL)
     image_base64: str = _image("The input image, base64 or a data: URL.")
@@ -336,6 +450,10 @@ class StableDiffusionInpaintRequest(StableDiffusionRequest):
         "The mask, base64: white is repainted, black kept. Resized to the image's size if it differs.", "L"
     )
     strength: float = _strength(1.0)
+    guidance_scale: float | None = _family_guidance("7.5 for SD 1/2/XL models, the family's for SD 3 and FLUX")
+    precision: str | None = _family_precision()
+    max_sequence_length: int | None = _max_sequence_length()
+    true_guidance_scale: float = _true_guidance()
     mask_blur: int = option(0, minimum=0, maximum=64,
                             description="Gaussian blur of the mask in pixels (A1111's mask_blur): the repainted "
                                         "area fades into the kept one where KeepUnmasked pastes it back.")
@@ -368,6 +486,43 @@ class StableDiffusionImageVariationRequest(GenerationRequest):
     model: str = _model(VARIATION_MODEL)
     image_base64: str = _image("The input image, base64 or a data: URL.")
     guidance_scale: float = _guidance(3.0)
+
+
+@dataclass(kw_only=True)
+class StableDiffusion3Request(StableDiffusionRequest):
+    """Stable Diffusion 3.x text-to-image (3.5 Medium by default; 3.5 Large and Large Turbo by Model)."""
+
+    route_family: ClassVar[str | None] = "sd3"
+
+    phrase: str = _flow_phrase()
+    prompt_syntax: str = option("a1111", choices=("a1111", "literal"),
+                                description="a1111: AUTOMATIC1111's weights, BREAK and prompt editing are removed "
+                                            "from the text (T5 cannot apply them; a warning says so); literal: the "
+                                            "text as it is.")
+    model: str = _model(SD35_MEDIUM_MODEL)
+    guidance_scale: float | None = _family_guidance("4.5 (3.5 Large: 3.5, Large Turbo: none)")
+    precision: str = option("bfloat16", choices=PRECISIONS,
+                            description="bfloat16 (the default), half = float16, full = float32 (CPUs always run "
+                                        "full).")
+    scheduler: str | None = option(None, choices=SCHEDULER_NAMES,
+                                   description=f"Sampler: {', '.join(FLOW_SCHEDULER_NAMES)} (flow matching); "
+                                               "default: the model's own (Euler).")
+    max_sequence_length: int | None = _max_sequence_length()
+    hires: HiresFix | None = internal(lambda: None)  # no hires fix for SD 3 and FLUX: off the wire here
+
+
+@dataclass(kw_only=True)
+class FluxRequest(StableDiffusion3Request):
+    """FLUX.1 text-to-image (schnell by default; dev and fine-tunes by Model)."""
+
+    route_family: ClassVar[str | None] = "flux-dev"  # a fine-tune whose name does not say: most start from dev
+
+    model: str = _model(FLUX_SCHNELL_MODEL)
+    guidance_scale: float | None = _family_guidance("none for schnell, 3.5 for dev")
+    negative_phrase: str | None = option(None, max_length=MAX_PHRASE_CHARS,
+                                         description="What to keep out of the image; used only with "
+                                                     "TrueGuidanceScale above 1 (FLUX has no negative otherwise).")
+    true_guidance_scale: float = _true_guidance()
 
 
 @dataclass(kw_only=True)

@@ -63,6 +63,35 @@ class JobStatus(DataClassJsonMixin):
 
 
 @dataclass
+class ReplicaStatus(DataClassJsonMixin):
+    """One engine replica of a server on Ray (pico serve --ray)."""
+
+    dataclass_json_config: ClassVar[dict] = PASCAL
+
+    id: str
+    node: str
+    pid: int
+    device: str
+    slots: int
+    slots_in_use: int
+    loaded_models: list[str]
+
+
+@dataclass
+class LoadedModelStatus(DataClassJsonMixin):
+    """What one resident model holds: its weights' precision, parameters and bytes, in all and per component."""
+
+    dataclass_json_config: ClassVar[dict] = PASCAL
+
+    model: str
+    precision: str
+    parameters: int
+    bytes: int
+    components: dict[str, int]  # component (transformer, text_encoder_2, vae...) -> bytes
+    placement: str  # the device, or "cpu, model offload to cuda" with --offload
+
+
+@dataclass
 class ServerStatus(DataClassJsonMixin):
     """The status route's body: slots, queue, loaded models, device and the jobs in flight."""
 
@@ -78,3 +107,5 @@ class ServerStatus(DataClassJsonMixin):
     version: str
     uptime_seconds: float
     jobs: list[JobStatus]
+    replicas: list[ReplicaStatus] = field(default_factory=list)  # with --ray: the engine replicas
+    models: list[LoadedModelStatus] = field(default_factory=list)

@@ -11,8 +11,18 @@ from pico import __version__
 from pico.catalog.pipelines import PIPELINES, PipelineInfo
 from pico.schemas.images import to_base64
 from pico.schemas.requests import GenerationRequest
-from pico.schemas.responses import Health, JobStatus, PicoImage, PicoResponse, ServerStatus
+from pico.schemas.responses import (
+    Health,
+    JobStatus,
+    LoadedModelStatus,
+    PicoImage,
+    PicoResponse,
+    ReplicaStatus,
+    ServerStatus,
+)
 from pico.schemas.results import Generation
+from pico.schemas.fields import to_wire
+from pico.server.events.streams import stream_generation, wants_event_stream
 from pico.server.http import encoded_images, read_json_body, run_job, send_json
 from pico.server.openapi import RouteDoc
 
@@ -52,12 +62,23 @@ def status(service: "Service") -> ServerStatus:
         loaded_models=service.engine.loaded_models(), device=str(service.engine.device), version=__version__,
         uptime_seconds=round(time.time() - service.started, 1),
         jobs=[job.describe() for job in service.jobs.active()],
+        replicas=replica_statuses(service),
+        models=[LoadedModelStatus.from_dict(model) for model in service.engine.model_status()],
     )
+
+
+def replica_statuses(service: "Service") -> list[ReplicaStatus]:
+    """The engine replicas of a server on Ray (an Engine has none)."""
+    return [ReplicaStatus(id=r["id"], node=r["node"], pid=r["pid"], device=r["device"], slots=r["slots"],
+                          slots_in_use=r["busy"], loaded_models=r["loaded"]) for r in service.engine.replicas()]
 
 
 def _generation_route(service: "Service", pipeline: PipelineInfo):
     def generate() -> str:
         request = pipeline.request_type.parse(read_json_body(service), service.settings.max_pixels)
+        if wants_event_stream():  # the job's events as they happen; the last one carries this response
+            return stream_generation(service, pipeline, request, lambda job, generation: to_wire(pico_response(
+                pipeline, request, generation, job.elapsed, service.settings.png_compress_level)))
         job, generation = run_job(service, pipeline, request)
         return send_json(pico_response(pipeline, request, generation, job.elapsed,
                                        service.settings.png_compress_level))

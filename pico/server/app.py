@@ -16,7 +16,8 @@ import bottle
 from pico.config import Settings
 from pico.errors import Unauthorized
 from pico.jobs import Jobs
-from pico.server import a1111, api, openai
+from pico.server import a1111, api, models, openai, playground
+from pico.server.events import streams
 from pico.server.errors import ErrorPlugin, abort_with, install_error_pages
 from pico.server.http import send_json
 from pico.server.metrics import CONTENT_TYPE, Metrics
@@ -34,15 +35,20 @@ CORS_EXPOSE = "X-Pico-Job, Retry-After"
 SERVER_TAG = "Server"
 
 
-def create_app(settings: Settings, engine: "Engine | None" = None) -> bottle.Bottle:
-    """The PICO WSGI app for ``settings``; pass ``engine`` to share one that exists."""
+def create_app(settings: Settings, engine: "Engine | None" = None, jobs: Jobs | None = None) -> bottle.Bottle:
+    """The PICO WSGI app for ``settings``; pass ``engine`` to share one that exists.
+
+    ``engine`` may be anything with Engine's methods, and ``jobs`` the Jobs that run on it
+    (``pico.ray`` passes its cluster backend and cluster-wide jobs).
+    """
     if engine is None:
         from pico.pipelines.engine import Engine
 
         engine = Engine(settings)
-    jobs = Jobs(engine.generate_batch, settings.threadsmax, settings.queue,
-                batch_window=settings.batch_window_ms / 1000, max_images=settings.max_batch,
-                batch_key=engine.batch_key)
+    if jobs is None:
+        jobs = Jobs(engine.generate_batch, settings.threadsmax, settings.queue,
+                    batch_window=settings.batch_window_ms / 1000, max_images=settings.max_batch,
+                    batch_key=engine.batch_key)
     service = Service(settings, engine, jobs)
     metrics = Metrics(service)
     app = bottle.Bottle(autojson=False)
@@ -52,8 +58,11 @@ def create_app(settings: Settings, engine: "Engine | None" = None) -> bottle.Bot
     app.add_hook("before_request", lambda: _before(settings))
     app.add_hook("after_request", lambda: _after(settings, metrics))
     api.install(app, service)
+    streams.install(app, service, streams.StreamLimit(settings.max_streams))
+    models.install(app, service)
     a1111.install(app, service)
     openai.install(app, service)
+    playground.install(app)
     _install_meta_routes(app, metrics)
     return app
 
@@ -80,10 +89,11 @@ def _install_meta_routes(app: bottle.Bottle, metrics: Metrics) -> None:
     openapi_doc = document(app)  # built once, when every route is in: a broken document fails at start
 
 
-# Answered without an API key: health for load balancers, the API's description, and image URLs
-# (their tokens are unguessable, and <img> tags cannot send a key).
-OPEN_PATHS = ("/api/v1/health", "/openapi.json", "/docs")
-OPEN_PREFIXES = ("/v1/images/files/",)
+# Answered without an API key: health for load balancers, the API's description, image URLs
+# (their tokens are unguessable, and <img> tags cannot send a key), and the playground page and its
+# files (static: the page asks for the key and sends it with every call it makes).
+OPEN_PATHS = ("/api/v1/health", "/openapi.json", "/docs", "/", "/playground")
+OPEN_PREFIXES = ("/v1/images/files/", "/playground/")
 
 
 def _before(settings: Settings) -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
+
+from pico.catalog.pipelines import PIPELINES
 
 if TYPE_CHECKING:
     from pico.jobs import Job
@@ -14,6 +17,12 @@ if TYPE_CHECKING:
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 SECOND_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160, 320)
+# Every label value comes from a fixed set, so no client can add series: methods from this list, statuses
+# from the HTTP standard, routes from the route table, pipelines from the catalog, models from those loaded.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "CONNECT", "TRACE"})
+OTHER = "OTHER"
+STATUSES = frozenset(str(status.value) for status in HTTPStatus)
+PIPELINE_ROUTES = frozenset(info.route for info in PIPELINES)
 
 
 class Metrics:
@@ -32,7 +41,7 @@ class Metrics:
         jobs, engine = service.jobs, service.engine
         Gauge("pico_busy_slots", "Generation slots in use", registry=self.registry).set_function(
             lambda: jobs.counts()["SlotsInUse"])
-        Gauge("pico_slots", "Generation slots", registry=self.registry).set_function(lambda: jobs.slots.slots)
+        Gauge("pico_slots", "Generation slots", registry=self.registry).set_function(lambda: jobs.counts()["Slots"])
         Gauge("pico_queue_length", "Requests waiting for a slot", registry=self.registry).set_function(
             lambda: jobs.counts()["QueueLength"])
         Gauge("pico_loaded_models", "Models resident in memory", registry=self.registry).set_function(
@@ -42,15 +51,18 @@ class Metrics:
 
     def observe_job(self, job: "Job", generation: "Generation | None") -> None:
         """Record a finished job."""
+        pipeline = job.pipeline if job.pipeline in PIPELINE_ROUTES else "other"
         if generation is None:
-            self.failures.labels(job.pipeline, job.state.value).inc()
+            self.failures.labels(pipeline, job.state.value).inc()
             return
-        self.generation_seconds.labels(job.pipeline).observe(generation.elapsed)
-        self.generation_images.labels(job.pipeline).observe(len(generation.images))
+        self.generation_seconds.labels(pipeline).observe(generation.elapsed)
+        self.generation_images.labels(pipeline).observe(len(generation.images))
 
     def observe_request(self, route: str, method: str, status: int) -> None:
-        """Record one HTTP request (by route rule, so paths with ids do not explode the labels)."""
-        self.requests.labels(route, method, str(status)).inc()
+        """Record one HTTP request; ``route`` is a route rule or "unmatched", unknown methods count as OTHER."""
+        method = method if method in METHODS else OTHER
+        status_label = str(status) if str(status) in STATUSES else OTHER
+        self.requests.labels(route, method, status_label).inc()
 
     def render(self) -> bytes:
         """The exposition text."""

@@ -8,11 +8,10 @@ import os
 import signal
 import threading
 
-from cheroot import wsgi
-
 from pico.config import Settings
 from pico.errors import PicoError
 from pico.server.app import create_app
+from pico.server.http_server import PicoServer
 
 log = logging.getLogger("pico")
 
@@ -21,20 +20,31 @@ CANCEL_GRACE = 10  # seconds a cancelled generation gets to reach its next step
 
 
 def http_threads(settings: Settings) -> int:
-    """Worker threads: one per request a slot can run (a batch holds several) and per queue place, plus spares."""
+    """Worker threads: one per request a slot can run (a batch holds several), per queue place and per event
+    stream (Cheroot gives a streaming response its thread for its whole life), plus spares for everything else.
+
+    A generation answered as a stream holds its thread just as long as one answered at the end, so it is
+    counted by the slots and the queue; only followers of jobs (``--max-streams``) need threads of their own.
+    """
     per_slot = settings.max_batch if settings.batch_window_ms else 1
-    return settings.threadsmax * per_slot + settings.queue + SPARE_HTTP_THREADS
+    ray_gate = 2 if settings.ray else 1  # pico.ray.jobs lets twice its slots and queue in, for Serve to refuse
+    return ray_gate * (settings.generation_slots * per_slot + settings.queue) + settings.max_streams + SPARE_HTTP_THREADS
 
 
 def serve(settings: Settings) -> int:
     """Serve until SIGTERM or Ctrl-C; running generations finish first (bounded). Returns the exit status."""
-    app = create_app(settings)
+    if settings.ray:  # generations run on a Ray cluster; Ray is imported only then
+        from pico.ray.server import create_ray_app
+
+        app = create_ray_app(settings)
+    else:
+        app = create_app(settings)
     service = app.config["pico.service"]
     service.engine.leave_a_core_free()
     service.engine.warm_up(settings.preload)
-    server = wsgi.Server((settings.host, settings.port), app, numthreads=http_threads(settings),
-                         server_name="pico", timeout=30,
-                         shutdown_timeout=settings.shutdown_timeout + CANCEL_GRACE)
+    server = PicoServer((settings.host, settings.port), app, numthreads=http_threads(settings),
+                        server_name="pico", timeout=30, shutdown_timeout=settings.shutdown_timeout + CANCEL_GRACE,
+                        max_header_bytes=settings.max_header_kb * 1024, header_timeout=settings.header_timeout)
     stopping = threading.Event()
     stopper = threading.Thread(target=lambda: _stop(server, service.jobs, settings.shutdown_timeout),
                                name="pico-stop")
@@ -56,6 +66,7 @@ def serve(settings: Settings) -> int:
     host, port = server.bind_addr[:2]
     log.info("PICO %s listening on http://%s:%s (device %s, %d slot(s), queue %d)",
              _version(), host, port, service.engine.device, settings.threadsmax, settings.queue)
+    log.info("playground: open %s in a browser", playground_url(host, port))
     if not settings.api_key and not _is_loopback(settings.host):
         log.warning("no API key set and listening on %s: anyone who can reach this port can use the GPU "
                     "(set --api-key or PICO_API_KEY)", settings.host)
@@ -69,7 +80,7 @@ def serve(settings: Settings) -> int:
     return 0
 
 
-def _stop(server: wsgi.Server, jobs, timeout: int) -> None:
+def _stop(server: PicoServer, jobs, timeout: int) -> None:
     """Stop accepting, turn queued jobs away, let running ones finish; cancel them after ``timeout``."""
     log.info("stopping: no new connections; waiting up to %ss for %d running generation(s)",
              timeout, jobs.counts()["SlotsInUse"])
@@ -85,6 +96,15 @@ def _cancel_late(jobs, timeout: int) -> None:
     running = jobs.cancel_running()
     if running:
         log.warning("cancelled %d generation(s) still running after %ss", running, timeout)
+
+
+def playground_url(host: str, port: int) -> str:
+    """The page's address as a browser on this machine reaches it (a wildcard address is reached on loopback)."""
+    if host in ("0.0.0.0", "", "::"):
+        host = "127.0.0.1"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}/"
 
 
 def _is_loopback(host: str) -> bool:

@@ -140,10 +140,11 @@ def test_validation_names_lines_and_fields(tmp_path):
         "line 2 (job-0002): unknown field 'Sede' for stable-diffusion; did you mean 'Seed'?",
         "line 4 (x): Id 'x' is already used by line 3",
         ("line 5 (job-0005): Pipeline is required: one of stable-diffusion, stable-diffusion-2, stable-diffusion-xl, "
-         "stable-diffusion-image-to-image, stable-diffusion-image-variation, stable-diffusion-inpaint, upscale"),
+         "stable-diffusion-image-to-image, stable-diffusion-image-variation, stable-diffusion-inpaint, "
+         "stable-diffusion-3, flux, upscale"),
         ("line 6 (job-0006): Unknown pipeline 'outpaint'; known: stable-diffusion, stable-diffusion-2, "
          "stable-diffusion-xl, stable-diffusion-image-to-image, stable-diffusion-image-variation, "
-         "stable-diffusion-inpaint, upscale"),
+         "stable-diffusion-inpaint, stable-diffusion-3, flux, upscale"),
         "line 7 (job-0007): give Image (a file path) or ImageBase64 (base64), not both",
         "line 8: Id '../..' has no letters or digits to name a folder with",
         "line 9: a job must be a JSON object, got an array",

@@ -62,7 +62,7 @@ def test_options_become_the_request(pico, models, tmp_path):
     }
     found = read_parameters(path.read_bytes())
     assert found["pico"]["Request"] == {
-        "Model": "runwayml/stable-diffusion-v1-5", "Total": 1, "Seed": 7, "GuidanceScale": 6.5, "Quality": 0.2,
+        "Model": "runwayml/stable-diffusion-v1-5", "Total": 1, "Seed": 7, "GuidanceScale": 6.5, "Quality": None,
         "Steps": 2, "Precision": "full", "VaeType": "original", "AttentionSlicing": True, "Width": 72,
         "Height": 64, "Scheduler": "Euler a", "OutputFormat": "png", "Phrase": "ginger cat",
         "NegativePhrase": "dog", "PromptSyntax": "a1111", "ClipSkip": None, "Hires": None,

@@ -13,7 +13,9 @@ from pico.pipelines.engine import Engine
 from pico.pipelines.registry import RUNNERS, find_runner
 from pico.catalog.samplers import SCHEDULER_NAMES
 from pico.schemas.requests import (
+    FluxRequest,
     StableDiffusion2Request,
+    StableDiffusion3Request,
     StableDiffusionImageToImageRequest,
     StableDiffusionImageVariationRequest,
     StableDiffusionInpaintRequest,
@@ -46,6 +48,8 @@ def bodies(image_b64, mask_b64):
         "StableDiffusionImageVariation": (StableDiffusionImageVariationRequest, {"ImageBase64": image_b64}),
         "StableDiffusionInpaint": (StableDiffusionInpaintRequest,
                                    {"Phrase": "ginger cat", "ImageBase64": image_b64, "MaskImageBase64": mask_b64}),
+        "StableDiffusion3": (StableDiffusion3Request, {"Phrase": "ginger cat", "Width": 64, "Height": 64}),
+        "Flux": (FluxRequest, {"Phrase": "ginger cat", "Width": 64, "Height": 64}),
         "Upscale": (UpscaleRequest, {"ImageBase64": image_b64, "Upscaler": "SD x4", "Scale": 1}),
     }
 
@@ -59,8 +63,9 @@ def test_each_pipeline_makes_the_images_asked_for(engine, bodies, name):
     assert [m["Seed"] for m in generation.metadata] == [41, 42]
     assert [m["Index"] for m in generation.metadata] == [0, 1]
     assert all(m["Quality"] == 2 and m["Precision"] == "full" for m in generation.metadata)
+    precision = "bfloat16" if cls in (StableDiffusion3Request, FluxRequest) else "half"  # the family's default
     assert generation.warnings == [
-        "Precision 'half' is not available on the CPU; ran in float32 (Precision 'full')."]
+        f"Precision '{precision}' is not available on the CPU; ran in float32 (Precision 'full')."]
 
 
 def test_metadata_of_text_to_image(engine):

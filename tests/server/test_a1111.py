@@ -10,7 +10,16 @@ import pytest
 import webuiapi
 from PIL import Image
 
-from pico.catalog.models import SD1_INPAINT_MODEL, SD1_MODEL, SD2_MODEL, SDXL_MODEL
+from pico.catalog.models import (
+    FLUX_DEV_MODEL,
+    FLUX_SCHNELL_MODEL,
+    SD1_INPAINT_MODEL,
+    SD1_MODEL,
+    SD2_MODEL,
+    SD35_LARGE_MODEL,
+    SD35_MEDIUM_MODEL,
+    SDXL_MODEL,
+)
 from pico.catalog.samplers import A1111_SAMPLERS
 from pico.server.a1111.generation import a1111_mask
 from pico.server.a1111.routes import EMPTY_LISTS
@@ -122,7 +131,9 @@ def test_mask_is_read_and_inverted_like_a1111():
 
 
 def test_models_list_switch_and_override(api, server):
-    assert sorted(api.util_get_model_names()) == sorted([SD1_MODEL, SD1_INPAINT_MODEL, SD2_MODEL, SDXL_MODEL])
+    assert sorted(api.util_get_model_names()) == sorted([SD1_MODEL, SD1_INPAINT_MODEL, SD2_MODEL, SDXL_MODEL,
+                                                         SD35_MEDIUM_MODEL, SD35_LARGE_MODEL, FLUX_SCHNELL_MODEL,
+                                                         FLUX_DEV_MODEL])
     assert set(api.get_sd_models()[0]) == {"title", "model_name", "hash", "sha256", "filename", "config"}
     assert api.util_get_current_model() == SD1_MODEL
     try:

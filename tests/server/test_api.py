@@ -105,7 +105,7 @@ def test_400_for_bodies_that_are_not_a_json_object(server, raw, message):
     ({"Phrase": 3}, "Phrase", "Phrase must be a string, got 3"),
     ({"Phrase": "x", "Total": 9}, "Total", "Total must be between 1 and 5, got 9"),
     ({"Phrase": "x", "Seed": "abc"}, "Seed", "Seed must be an integer between -1 and 4294967295, got the string 'abc'"),
-    ({"Phrase": "x", "Quality": None}, "Quality", "Quality must not be null; leave it out to get the default"),
+    ({"Phrase": "x", "Total": None}, "Total", "Total must not be null; leave it out to get the default"),
 ])
 def test_422_names_the_field(server, body, field, message):
     reply = server.post("/api/v1/stable-diffusion", body)
@@ -131,10 +131,10 @@ def test_422_for_an_image_that_is_not_one(server):
 
 
 def test_404_for_unknown_routes(server):
-    reply = server.get("/api/v1/stable-diffusion-3")
+    reply = server.get("/api/v1/stable-diffusion-4")
     assert reply.status == 404
     assert reply.json == {"Error": {"Code": "NOT_FOUND",
-                                    "Message": "No route GET /api/v1/stable-diffusion-3; see GET /openapi.json "
+                                    "Message": "No route GET /api/v1/stable-diffusion-4; see GET /openapi.json "
                                                "for the routes"}}
 
 

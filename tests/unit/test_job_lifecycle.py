@@ -118,7 +118,7 @@ def test_requests_in_a_forming_batch_hold_their_place_against_others():
     held.release()
     for thread in members:
         thread.join(10)
-    assert held.calls == [["a", "b", "c", "d"]] and all(results[n][0].state == JobState.DONE for n in "abcd")
+    assert [sorted(call) for call in held.calls] == [["a", "b", "c", "d"]] and all(results[n][0].state == JobState.DONE for n in "abcd")
 
 
 def test_joining_a_queued_batch_needs_room_in_the_queue():
@@ -134,7 +134,7 @@ def test_joining_a_queued_batch_needs_room_in_the_queue():
     held.release()
     for thread in (blocker, *queued):
         thread.join(10)
-    assert held.calls == [["blocker"], ["a", "b"]]
+    assert [sorted(call) for call in held.calls] == [["blocker"], ["a", "b"]]
 
 
 def test_a_cancelled_member_of_a_running_batch_is_answered_at_once():
@@ -169,7 +169,7 @@ def test_a_disconnected_member_of_a_forming_batch_leaves_it():
     held.wait_entered()
     held.release()
     a.join(10)
-    assert held.calls == [["a", "c", "d", "e"]]
+    assert [sorted(call) for call in held.calls] == [["a", "c", "d", "e"]]
 
 
 def test_an_interrupt_between_two_generations_of_a_call_ends_the_call():

@@ -126,7 +126,7 @@ def test_every_reader_reads_the_parameters(tmp_path):
     assert strict == {b"pico": json.dumps(PARAMETERS, ensure_ascii=False), b"parameters": expected_text}
 
     from pico.server.a1111.infotext import png_info
-    info = png_info(images.to_base64(data))
+    info = png_info(images.to_base64(data), 2048 * 2048)
     assert info.info == expected_text
     assert json.loads(info.items["pico"]) == PARAMETERS
     assert (info.parameters["Prompt"], info.parameters["Seed"], info.parameters["Size-1"]) == (

@@ -33,13 +33,15 @@ def test_defaults_are_the_originals():
     sd = parse(StableDiffusionRequest, {"Phrase": "ginger cat"})
     assert (sd.model, sd.total, sd.seed, sd.guidance_scale, sd.quality, sd.precision, sd.vae_type,
             sd.attention_slicing, sd.negative_phrase) == (
-        "runwayml/stable-diffusion-v1-5", 1, None, 7.5, 0.2, "half", "original", False, None)
+        "runwayml/stable-diffusion-v1-5", 1, None, 7.5, None, "half", "original", False, None)
+    assert sd.step_count() == 50  # neither Steps nor Quality: the family's 50, what Quality 0.2 gave before
     assert parse(StableDiffusion2Request, {"Phrase": "x"}).model == "stabilityai/stable-diffusion-2-1"
     xl = parse(StableDiffusionXlRequest, {"Phrase": "x"})
     assert (xl.model, xl.guidance_scale) == ("stabilityai/stable-diffusion-xl-base-1.0", 5.0)
     image = b64(png_bytes())
     i2i = parse(StableDiffusionImageToImageRequest, {"Phrase": "x", "ImageBase64": image})
-    assert (i2i.model, i2i.strength) == ("runwayml/stable-diffusion-v1-5", 0.8)
+    assert (i2i.model, i2i.strength, i2i.guidance_scale, i2i.precision) == (
+        "runwayml/stable-diffusion-v1-5", 0.8, 7.5, "half")  # null defaults settled by the model's family
     var = parse(StableDiffusionImageVariationRequest, {"ImageBase64": image})
     assert (var.model, var.guidance_scale) == ("lambdalabs/sd-image-variations-diffusers", 3.0)
     inp = parse(StableDiffusionInpaintRequest, {"Phrase": "x", "ImageBase64": image, "MaskImageBase64": image})
@@ -77,7 +79,7 @@ def test_unknown_fields_are_listed_not_rejected():
     ({"Phrase": "x", "Quality": float("nan")}, "Quality", "Quality must be a number between 0 and 1, got nan"),
     ({"Phrase": "x", "Seed": -2}, "Seed", "Seed must be between -1 and 4294967295, got -2"),
     ({"Phrase": "x", "Seed": 2**32}, "Seed", "Seed must be between -1 and 4294967295, got 4294967296"),
-    ({"Phrase": "x", "Precision": "double"}, "Precision", "Precision must be one of 'half', 'full', got the string 'double'"),
+    ({"Phrase": "x", "Precision": "double"}, "Precision", "Precision must be one of 'half', 'full', 'bfloat16', got the string 'double'"),
     ({"Phrase": "x", "VaeType": "xl"}, "VaeType", "VaeType must be one of 'original', 'ema', 'mse', got the string 'xl'"),
     ({"Phrase": "x", "AttentionSlicing": "yes"}, "AttentionSlicing",
      "AttentionSlicing must be true or false, got the string 'yes'"),
@@ -172,7 +174,7 @@ def test_json_schema_comes_from_the_same_specs():
                               "default": 1}
     assert props["Seed"]["type"] == ["integer", "null"]
     assert props["Width"]["multipleOf"] == 8
-    assert props["Precision"]["enum"] == ["half", "full"]
+    assert props["Precision"]["enum"] == ["half", "full", "bfloat16", None]  # null: the model family's
     assert props["ImageBase64"]["contentEncoding"] == "base64"
     assert "Images" not in props and "IgnoredFields" not in props
 

@@ -6,10 +6,6 @@ from typing import TYPE_CHECKING
 
 from pico.errors import InvalidRequest, NotFound
 from pico.catalog.models import (
-    FLUX_DEV_MODEL,
-    FLUX_SCHNELL_MODEL,
-    SD35_LARGE_MODEL,
-    SD35_MEDIUM_MODEL,
     SD_X4_UPSCALER_MODEL,
     SDXL_REFINER_MODEL,
     SHORT_NAMES,
@@ -26,9 +22,8 @@ from pico.server.http import read_json_body
 if TYPE_CHECKING:
     from pico.server.service import Service
 
-# In the models directory, but not models A1111's txt2img can run (SD 3.5 and FLUX are not served yet).
-NOT_CHECKPOINTS = {*VAE_MODELS.values(), VARIATION_MODEL, SDXL_REFINER_MODEL, SD35_MEDIUM_MODEL, SD35_LARGE_MODEL,
-                   FLUX_SCHNELL_MODEL, FLUX_DEV_MODEL, SD_X4_UPSCALER_MODEL}
+# In the models directory, but not models A1111's txt2img can run (a refiner is named by refiner_checkpoint).
+NOT_CHECKPOINTS = {*VAE_MODELS.values(), VARIATION_MODEL, SDXL_REFINER_MODEL, SD_X4_UPSCALER_MODEL}
 
 
 def checkpoints(service: "Service") -> list[str]:

@@ -46,8 +46,6 @@ def unsupported(request: ProcessingRequest, sampling: Sampling) -> list[str]:
     note(bool(request.s_churn), "s_churn (and s_tmin, s_tmax) were not applied.")
     note(request.s_noise not in (None, 1.0), "s_noise was not applied.")
     note(bool(request.s_min_uncond), "s_min_uncond was not applied.")
-    note((request.refiner_checkpoint or "").strip().lower() not in ("", "none"),
-         "refiner_checkpoint was not applied: the A1111 route runs no refiner.")
     note(bool(request.firstpass_image), "firstpass_image was not applied.")
     note(request.save_images, "save_images: PICO saves nothing on the server; the images are in the answer.")
     note(bool(request.alwayson_scripts),

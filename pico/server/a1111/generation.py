@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image, ImageOps
 
 from pico import __version__
+from pico.catalog.families import defaults_for
 from pico.catalog.pipelines import PipelineInfo, find_pipeline, text_to_image_pipeline
 from pico.catalog.upscalers import HIRES_UPSCALERS
 from pico.errors import InvalidRequest
@@ -25,10 +26,10 @@ from pico.prompt_syntax import extract_extra_networks
 from pico.schemas import fields
 from pico.schemas.images import a1111_parameters, decode_image, embedded_parameters, encode_images, to_base64
 from pico.schemas.requests import MAX_SEED, GenerationRequest, pick_seeds
-from pico.server.a1111.checkpoints import checkpoint_for
+from pico.server.a1111.checkpoints import checkpoint_for, find_checkpoint
 from pico.server.a1111.features import SD_UPSCALE, refuse_script, unsupported
 from pico.server.a1111.options import Effective, effective
-from pico.server.a1111.sampling import Sampling, resolve
+from pico.server.a1111.sampling import Sampling, for_flow_model, resolve
 from pico.server.a1111.schemas import ImagesResponse, Img2ImgRequest, ProcessingRequest, Txt2ImgRequest
 from pico.server.errors import in_protocol_terms
 from pico.server.http import encoded_images, read_json_body, run_jobs
@@ -46,6 +47,7 @@ A1111_FIELDS = {
     "MaskImageBase64": "mask", "Strength": "denoising_strength", "VaeType": "sd_vae", "Hires": "hr_scale",
     "Hires.Steps": "hr_second_pass_steps", "Hires.Width": "hr_resize_x",
     "Hires.Height": "hr_resize_y", "MaskBlur": "mask_blur", "MaskPadding": "inpaint_full_res_padding",
+    "Refiner": "refiner_checkpoint", "RefinerSwitchAt": "refiner_switch_at",
 }
 
 
@@ -67,6 +69,9 @@ def prepare(service: "Service", cls: type, body: Any) -> Call:
     settings = effective(service, request, model)
     field_name = "sampler_name" if request.sampler_name else "sampler_index"
     sampling = resolve(request.sampler_name or request.sampler_index, request.scheduler, field_name, request.eta)
+    family = defaults_for(model)
+    if family.flow:  # SD 3, FLUX: flow-matching samplers only
+        sampling = for_flow_model(sampling, family.label)
     notes = sampling.warnings + settings.warnings + unsupported(request, sampling)
     return Call(request, body, settings, sampling, notes)
 
@@ -81,7 +86,9 @@ def txt2img(service: "Service") -> dict:
     if request.firstphase_width or request.firstphase_height:  # A1111's old hires fix: width is the first pass
         extra.update(Width=(request.firstphase_width or request.width) // 8 * 8,
                      Height=(request.firstphase_height or request.height) // 8 * 8)
-    if request.enable_hr:
+    if request.enable_hr and defaults_for(call.settings.model).flow:
+        call.notes.append("The hires fix was not applied: PICO has none for SD 3 and FLUX models.")
+    elif request.enable_hr:
         extra["Hires"] = hires_fields(call)
     pico = pico_request(service, pipeline, call, extra)
     return answer(service, pipeline, batches(pico, request.n_iter), call)
@@ -182,12 +189,18 @@ def pico_request(service: "Service", pipeline: PipelineInfo, call: Call, extra: 
         "Width": request.width // 8 * 8,  # A1111 rounds down to a multiple of 8
         "Height": request.height // 8 * 8,
         "Total": request.batch_size,
-        "Scheduler": call.sampling.scheduler,
+        **({"Scheduler": call.sampling.scheduler} if call.sampling.scheduler else {}),
         "Model": settings.model,
         "VaeType": settings.vae_type,
         **({"ClipSkip": settings.clip_skip()} if settings.clip_skip() else {}),
         **(extra or {}),
     }
+    refiner = (request.refiner_checkpoint or "").strip()
+    if refiner and refiner.lower() != "none":  # A1111's refiner: PICO's SDXL ensemble of experts (SDXL txt2img)
+        if pipeline.route != "stable-diffusion-xl":
+            raise InvalidRequest("refiner_checkpoint works with SDXL models on txt2img", field="refiner_checkpoint")
+        body.update(Refiner=find_checkpoint(service, refiner, "refiner_checkpoint"),
+                    RefinerSwitchAt=request.refiner_switch_at)
     try:
         pico = pipeline.request_type.parse(body, service.settings.max_pixels, images=images)
     except InvalidRequest as exc:

@@ -11,7 +11,8 @@ import json
 import re
 from typing import Any
 
-from pico.schemas.images import decode_base64, read_parameters
+from pico.schemas.images import A1111_CHUNK, PICO_CHUNK, decode_base64
+from pico.schemas.png_text import read_embedded_text
 from pico.server.a1111.schemas import PngInfoResponse
 
 PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
@@ -27,12 +28,23 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-def png_info(image: str) -> PngInfoResponse:
-    """The infotext of a base64 image, its other PICO text (the request as JSON), and the parsed fields."""
-    found = read_parameters(decode_base64(image, "image"))
-    info = found["parameters"] or ""
-    items = {"pico": json.dumps(found["pico"], ensure_ascii=False)} if found["pico"] else {}
+def png_info(image: str, max_pixels: int) -> PngInfoResponse:
+    """The infotext of a base64 image, its other PICO text (the request as JSON), and the parsed fields.
+
+    Only the file's text is read, never its pixels; images over ``max_pixels`` are refused.
+    """
+    text = read_embedded_text(decode_base64(image, "image"), max_pixels, "image").text
+    info = text.get(A1111_CHUNK) or ""
+    pico = _json_or_none(text.get(PICO_CHUNK))
+    items = {"pico": json.dumps(pico, ensure_ascii=False)} if pico else {}
     return PngInfoResponse(info=info, items=items, parameters=parse_infotext(info))
+
+
+def _json_or_none(text: str | None) -> Any:
+    try:
+        return json.loads(text) if text else None
+    except json.JSONDecodeError:
+        return None
 
 
 def parse_infotext(text: str) -> dict[str, Any]:

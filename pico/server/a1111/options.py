@@ -174,7 +174,7 @@ def effective(service: "Service", request: "ProcessingRequest", model: str) -> E
     settings = {**DEFAULTS, **stored, **checked}
     result = Effective(model=model, clip_stop=int(settings["CLIP_stop_at_last_layers"]))
     result.vae_type = vae_type(service, str(settings["sd_vae"] or ""))
-    if result.vae_type != "original" and family_of(model) == "sdxl":
+    if result.vae_type != "original" and family_of(model) not in ("sd1", "sd2"):
         result.warnings.append(f"sd_vae {settings['sd_vae']!r} is an SD 1/2 VAE; {model} used its own.")
         result.vae_type = "original"
     fmt = str(settings["samples_format"]).strip().lower()

@@ -7,13 +7,16 @@ jobs. Errors take A1111's shape in ``errors.py`` (every path under /sdapi/).
 
 from __future__ import annotations
 
+import math
 import time
 from typing import TYPE_CHECKING, Any
 
 import bottle
+from PIL import Image
 
 from pico.jobs import Job, JobState
 from pico.schemas import fields
+from pico.schemas.images import to_base64
 from pico.server.a1111 import extras, options
 from pico.server.a1111.checkpoints import checkpoint_items
 from pico.server.a1111.generation import ORIGIN, img2img, txt2img
@@ -96,8 +99,8 @@ def install(app: bottle.Bottle, service: "Service") -> None:
     route("png-info", "POST", lambda: _png_info(service), "The generation parameters embedded in a PNG",
           PngInfoRequest, PngInfoResponse)
     route("progress", "GET", lambda: progress(service).to_dict(),
-          "The running generation's progress (PICO has no live previews: current_image is null)",
-          response=ProgressResponse, query=(("skip_current_image", "Accepted and ignored"),))
+          "The running generation's progress; current_image: a live preview (PNG, base64) every 10 steps",
+          response=ProgressResponse, query=(("skip_current_image", "true: leave current_image null"),))
     route("interrupt", "POST", lambda: _interrupt(service),
           "End the running generations at their next step; each call returns the images so far",
           response={"type": "object"})
@@ -144,20 +147,44 @@ def _list_of(item: type) -> dict:
 
 def _png_info(service: "Service") -> dict:
     request = fields.parse(PngInfoRequest, read_json_body(service))
-    return png_info(request.image).to_dict()
+    return png_info(request.image, service.settings.max_pixels).to_dict()
 
 
 def progress(service: "Service") -> ProgressResponse:
-    """The oldest running job as A1111's progress; job_count counts the jobs running or waiting."""
+    """The oldest running job as A1111's progress; job_count counts the jobs running or waiting.
+
+    current_image is the running job's latest live preview, a PNG (a grid for a batch) of its
+    latents mapped to colours, as A1111's "Approx cheap" previews: asking for progress turns
+    previews on for that job, every 10 steps (A1111's show_progress_every_n_steps) and at the end.
+    """
     active = service.jobs.active()
     if not active:
         return ProgressResponse(0.0, 0.0, _state(None, 0))
     job = next((j for j in active if j.state == JobState.RUNNING), None)
     if job is None:
         return ProgressResponse(0.01, 0.0, _state(None, len(active)))
+    if job.preview_every == 0:
+        job.preview_every = 10
+    state = _state(job, len(active))
+    preview = job.preview  # read after the state, so it is at least as new as the step reported
+    skip = bottle.request.query.get("skip_current_image", "").strip().lower() in ("true", "1", "yes")
+    image = None if skip or preview is None else _preview_png(preview[1])
     fraction = min(1.0, 0.01 + (job.step / job.steps if job.steps else 0.0))  # A1111's 0.01: no division by 0
-    return ProgressResponse(round(fraction, 4), round(job.elapsed / fraction - job.elapsed, 3),
-                            _state(job, len(active)))
+    return ProgressResponse(round(fraction, 4), round(job.elapsed / fraction - job.elapsed, 3), state,
+                            current_image=image)
+
+
+def _preview_png(images: list[Image.Image]) -> str:
+    """A1111's current_image: the previews as one PNG (a grid for several, as A1111's image_grid), base64."""
+    from pico.schemas.images import encode_image
+
+    columns = math.ceil(math.sqrt(len(images)))
+    rows = math.ceil(len(images) / columns)
+    width, height = images[0].size
+    grid = Image.new("RGB", (columns * width, rows * height))
+    for index, image in enumerate(images):
+        grid.paste(image, (index % columns * width, index // columns * height))
+    return to_base64(encode_image(grid, "png"))
 
 
 def _state(job: Job | None, count: int) -> dict[str, Any]:

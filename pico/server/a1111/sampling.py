@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from pico.catalog.samplers import (
     A1111_SAMPLERS,
+    FLOW_SCHEDULERS,
     OTHER_A1111_SAMPLERS,
     OTHER_SCHEDULE_TYPES,
     SCHEDULE_TYPES,
@@ -33,7 +34,7 @@ ETA_ZERO_TWINS = {"Euler a": "Euler", "DPM2 a": "DPM2"}
 class Sampling:
     """What a request's sampler fields came to: the PICO Scheduler, and A1111's names for the answer."""
 
-    scheduler: str  # the table name PICO runs: "DPM++ 2M Karras"
+    scheduler: str | None  # the table name PICO runs: "DPM++ 2M Karras"; None: the model's own
     sampler: str  # A1111's sampler name: "DPM++ 2M"
     schedule: str  # the schedule type's label as A1111 writes it in infotexts: "Karras", or "Automatic"
     warnings: list[str] = field(default_factory=list)
@@ -81,6 +82,17 @@ def resolve(sampler_name: str | None, scheduler: str | None, field_name: str = "
         table = a1111_table_name(runs, schedule)
     label = a1111_names(table)[1] or "Automatic"
     return Sampling(table, sampler.name, label, notes, eta_applied=runs is not sampler)
+
+
+def for_flow_model(sampling: Sampling, family: str) -> Sampling:
+    """The sampling of an SD 3 or FLUX model: their flow-matching Euler or UniPC, else the model's own (Euler)."""
+    if sampling.sampler in FLOW_SCHEDULERS:
+        notes = [] if sampling.schedule in ("Automatic", "Uniform") else [
+            f"Schedule type {sampling.schedule} was not applied: {family} models follow their own noise schedule."]
+        return Sampling(sampling.sampler, sampling.sampler, "Automatic", notes)
+    return Sampling(None, sampling.sampler, "Automatic", [
+        f"{sampling.sampler} was not applied: {family} models run {' or '.join(FLOW_SCHEDULERS)} (flow matching); "
+        "the model's own ran."])
 
 
 def sampler_items() -> list[SamplerItem]:

@@ -71,8 +71,11 @@ class ProcessingRequest(DataClassJsonMixin):
                           "in PICO are named in a warning.")
     override_settings_restore_afterwards: bool = option(
         True, description="false: the override's settings stay in effect afterwards.")
-    refiner_checkpoint: str | None = _name("SDXL refiner: not applied (warned when set).")
-    refiner_switch_at: float | None = option(None, description="SDXL refiner switch: not applied.")
+    refiner_checkpoint: str | None = option(
+        None, max_length=300, description="An SDXL refiner: an org/name id or a short name (sdxl-refiner); the "
+                                          "base hands its latents over at refiner_switch_at (SDXL txt2img only).")
+    refiner_switch_at: float = option(0.8, minimum=0, maximum=1,
+                                      description="With refiner_checkpoint: the fraction of the steps the base does.")
     disable_extra_networks: bool = option(False, description="true: <lora:...> tags are read as plain text.")
     firstpass_image: str | None = option(None, description="Not applied (warned when set).")
     comments: dict[str, Any] | None = option(None, description="Comments: no effect.")

@@ -9,6 +9,7 @@ through the SDKs' ``extra_body``.
 from __future__ import annotations
 
 import io
+import re
 import time
 import typing
 from typing import TYPE_CHECKING, Any
@@ -33,13 +34,16 @@ from pico.server.openai.schemas import (
     OpenAIImagesResponse,
 )
 from pico.server.openai.store import ResultStore
+from pico.server.openai.streaming import partial_images_asked, stream_images
 from pico.server.openapi import RouteDoc
 
 if TYPE_CHECKING:
+    from pico.config import Settings
     from pico.server.service import Service
 
 TAG = "OpenAI Images API"
 OPENAI_MODEL_PREFIXES = ("dall-e", "gpt-image")  # clients that hard-code OpenAI's models get the default
+HOST = re.compile(r"(?:[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?")  # a host name or IP, and a port
 
 # PICO field -> OpenAI parameter, so errors name what the client sent.
 PARAMS = {
@@ -55,12 +59,14 @@ def install(app: bottle.Bottle, service: "Service") -> None:
     store = ResultStore()
 
     def generations() -> str:
-        request = fields.parse(ImageGenerationRequest, read_json_body(service))
-        return _answer(service, store, "generations", request, {})
+        body = read_json_body(service)
+        request = fields.parse(ImageGenerationRequest, body)
+        return _answer(service, store, "generations", request, {}, partial_images_asked(body))
 
     def edits() -> str:
         form, files = _multipart(service, ImageEditRequest)
-        return _answer(service, store, "edits", fields.parse(ImageEditRequest, form), files)
+        return _answer(service, store, "edits", fields.parse(ImageEditRequest, form), files,
+                       partial_images_asked(form))
 
     def variations() -> str:
         form, files = _multipart(service, ImageVariationRequest)
@@ -87,14 +93,17 @@ def install(app: bottle.Bottle, service: "Service") -> None:
                            errors="openai"))
 
 
-def _answer(service: "Service", store: ResultStore, kind: str, request: Any, files: dict[str, bytes]) -> str:
-    """Translate, run through the job slots, and encode the OpenAI response."""
+def _answer(service: "Service", store: ResultStore, kind: str, request: Any, files: dict[str, bytes],
+            partial_images: int | None = None) -> Any:
+    """Translate, run through the job slots, and encode the OpenAI response (as events when streamed)."""
     pipeline, pico_request = _translate(service, kind, request, files)
+    if partial_images is not None:
+        return stream_images(service, kind, pipeline, pico_request, request, partial_images, PARAMS)
+    base = _public_base(service.settings) + "/v1/images/files" if request.response_format == "url" else ""
     _, generation = run_job(service, pipeline, pico_request, origin="openai")
     encoded = encoded_images(pipeline, pico_request, generation, request.output_format,
                              service.settings.png_compress_level)
     if request.response_format == "url":
-        base = f"{bottle.request.urlparts.scheme}://{bottle.request.urlparts.netloc}/v1/images/files"
         data = [OpenAIImage(url=f"{base}/{store.put(image, request.output_format)}.{request.output_format}")
                 for image in encoded]
     else:
@@ -104,6 +113,24 @@ def _answer(service: "Service", store: ResultStore, kind: str, request: Any, fil
                               size=f"{first.width}x{first.height}")
     return send_json({**response.to_dict(), "data": [{k: v for k, v in d.to_dict().items() if v is not None}
                                                      for d in data]})
+
+
+def _public_base(settings: "Settings") -> str:
+    """Where clients reach this server: --public-url; else, with --trust-proxy, the host and scheme a proxy
+    forwarded; else the Host the client connected with (a malformed one is a 400, as HTTP requires)."""
+    if settings.public_url:
+        return settings.public_url
+    environ = bottle.request.environ
+    scheme, host = environ.get("wsgi.url_scheme", "http"), environ.get("HTTP_HOST", "")
+    if settings.trust_proxy:
+        forwarded_scheme = environ.get("HTTP_X_FORWARDED_PROTO", "").split(",")[0].strip().lower()
+        forwarded_host = environ.get("HTTP_X_FORWARDED_HOST", "").split(",")[0].strip()
+        scheme = forwarded_scheme if forwarded_scheme in ("http", "https") else scheme
+        host = forwarded_host if HOST.fullmatch(forwarded_host) else host
+    if not HOST.fullmatch(host):
+        raise MalformedRequest(f"The Host header is not a host name and port: {host[:100]!r}",
+                               hint="Send the host you reached the server at, or start it with --public-url.")
+    return f"{scheme}://{host}"
 
 
 def _translate(service: "Service", kind: str, request: Any, files: dict[str, bytes]) -> tuple[Any, Any]:

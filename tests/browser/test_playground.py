@@ -1,0 +1,208 @@
+"""The playground in a real browser (headless Chromium) against a real `pico serve` on the tiny models.
+
+Every wait is on something the page shows (an event it received, an element it added), never a
+timer. The long job is held open by its step count until the fault seam that holds a step lands.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.browser.conftest import LAPTOP, PHONE
+from tests.server.conftest import API_KEY
+from tests.server.live import LiveServer
+
+pytestmark = pytest.mark.browser
+
+LONG_STEPS = "250"
+
+
+def image_of(src: str) -> Image.Image:
+    """The image in a data: URL."""
+    image = Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1])))
+    image.load()
+    return image
+
+
+def red_png(tmp_path: Path) -> Path:
+    path = tmp_path / "red.png"
+    Image.new("RGB", (64, 64), (200, 40, 40)).save(path)
+    return path
+
+
+def test_the_page_is_served_at_the_root_and_at_playground_with_its_files(site):
+    for path in ("/", "/playground"):
+        reply = site.get(path)
+        assert reply.status == 200 and reply.header("content-type") == "text/html; charset=utf-8"
+        assert b'<script src="/playground/app.js">' in reply.body and b"://" not in reply.body  # nothing from afar
+    for name, kind in (("app.js", "text/javascript"), ("style.css", "text/css")):
+        reply = site.get(f"/playground/{name}")
+        assert reply.header("content-type").startswith(kind) and b"://" not in reply.body
+    assert site.get("/playground/secrets.py").status == 404
+
+
+def test_generate_shows_the_image_in_the_gallery_with_its_seed_and_again_with_that_seed_repeats_it(page, site):
+    page.fill("#prompt", "a ginger cat")
+    page.fill("#steps", "4")
+    page.fill("#seed", "1234")
+    assert not page.is_checked("#seed-random")
+    page.click("#generate")
+    page.wait_for_selector(".card")
+    assert page.inner_text(".card .seed") == "Seed 1234"
+    assert page.get_attribute("#run-status", "data-state") == "done"
+    assert page.evaluate("document.getElementById('progress').value") == 4
+    assert "a ginger cat" in page.inner_text(".card .prompt")
+    first = page.get_attribute(".card img", "src")
+    assert image_of(first).size == (64, 64)
+
+    page.fill("#prompt", "something else")
+    page.fill("#seed", "")
+    page.click(".card .again")  # that image's settings and seed, and generate
+    page.wait_for_function("document.querySelectorAll('.card').length === 2")
+    assert page.input_value("#prompt") == "a ginger cat"
+    cards = page.query_selector_all(".card")
+    assert [c.query_selector(".seed").inner_text() for c in cards] == ["Seed 1234", "Seed 1234"]
+    assert image_of(cards[0].query_selector("img").get_attribute("src")).tobytes() == image_of(first).tobytes()
+    # The gallery lasts for the browser session: a reload shows it again.
+    page.reload()
+    page.wait_for_selector("body[data-ready]")
+    assert len(page.query_selector_all(".card")) == 2
+
+
+def test_a_long_job_shows_its_progress_moving_and_cancel_stops_it(page, site):
+    page.fill("#prompt", "hold")
+    page.fill("#steps", LONG_STEPS)
+    with page.expect_response("**/api/v1/stable-diffusion*") as answer:
+        page.click("#generate")
+    job_id = answer.value.headers["x-pico-job"]
+    page.wait_for_function("document.getElementById('progress').value >= 1")
+    first = page.evaluate("document.getElementById('progress').value")
+    page.wait_for_function(f"document.getElementById('progress').value > {first}")  # it moves
+    assert page.inner_text("#run-status").startswith("Step ")
+    assert f"of {LONG_STEPS}" in page.inner_text("#run-status")
+    page.wait_for_selector('#previews[data-kind="preview"] img')  # a preview of the image forming
+    page.click("#cancel")
+    page.wait_for_selector('#run-status[data-state="cancelled"]')
+    assert page.inner_text("#run-status") == "Cancelled."
+    assert site.get(f"/api/v1/jobs/{job_id}").json["State"] == "cancelled"
+    assert page.query_selector(".card") is None
+    assert page.is_hidden("#cancel") and page.is_enabled("#generate")
+
+
+def test_inpainting_sends_the_painted_mask_and_shows_the_result(page, site, tmp_path):
+    page.check('input[name="task"][value="inpaint"]', force=True)
+    assert page.input_value("#model") == "runwayml/stable-diffusion-inpainting"
+    assert page.is_hidden("#strength") is False and page.is_visible("#brush")
+    page.set_input_files("#image-file", str(red_png(tmp_path)))
+    page.wait_for_selector("#canvas-box:not([hidden])")
+    box = page.locator("#mask-canvas").bounding_box()
+    x = box["x"] + box["width"] * 0.75  # a stroke down the right quarter
+    page.mouse.move(x, box["y"] + 5)
+    page.mouse.down()
+    page.mouse.move(x, box["y"] + box["height"] - 5, steps=8)
+    page.mouse.up()
+    page.fill("#prompt", "a hat")
+    page.fill("#steps", "4")
+    with page.expect_request("**/api/v1/stable-diffusion-inpaint*") as sent:
+        page.click("#generate")
+    body = json.loads(sent.value.post_data)
+    assert image_of(body["ImageBase64"]).size == (64, 64)
+    mask = image_of(body["MaskImageBase64"]).convert("L")
+    assert mask.size == (64, 64)
+    assert mask.getpixel((48, 32)) == 255  # painted
+    assert mask.crop((0, 0, 40, 64)).getextrema() == (0, 0)  # the rest is kept
+    page.wait_for_selector(".card")
+    assert "stable-diffusion-inpainting" in page.inner_text(".card .details")
+
+
+def test_the_servers_message_shows_next_to_the_field_it_names(page):
+    page.fill("#prompt", "a cat")
+    page.fill("#steps", "999")
+    page.click("#generate")
+    page.wait_for_selector('.field[data-field="Steps"].invalid')
+    assert page.inner_text('.field[data-field="Steps"] output.error') == "Steps must be between 1 and 250, got 999"
+    assert page.get_attribute("#run-status", "data-state") == "failed"
+    page.fill("#steps", "4")  # editing the field clears its message
+    assert page.inner_text('.field[data-field="Steps"] output.error') == ""
+
+    page.check('input[name="task"][value="image-to-image"]', force=True)
+    page.click("#generate")  # no image given
+    page.wait_for_selector('.field[data-field="ImageBase64"].invalid')
+    assert "ImageBase64 is required" in page.inner_text('.field[data-field="ImageBase64"] output.error')
+
+
+def test_variation_takes_a_dropped_image_and_needs_no_prompt(page, tmp_path):
+    page.check('input[name="task"][value="variation"]', force=True)
+    assert page.is_hidden("#prompt")
+    data = base64.b64encode(red_png(tmp_path).read_bytes()).decode()
+    page.evaluate("""async (b64) => {
+        const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([bytes], "red.png", { type: "image/png" }));
+        document.getElementById("drop").dispatchEvent(new DragEvent("drop", { dataTransfer: transfer, bubbles: true }));
+    }""", data)
+    page.wait_for_selector("#canvas-box:not([hidden])")
+    page.fill("#steps", "3")
+    page.click("#generate")
+    page.wait_for_selector(".card")
+    assert page.inner_text(".card .prompt") == "Variation"
+
+
+def test_it_reads_well_on_a_phone(browser, site):
+    context = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
+    page = context.new_page()
+    page.goto(f"http://127.0.0.1:{site.port}/")
+    page.wait_for_selector("body[data-ready]")
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]  # nothing wider than the screen
+    box = page.locator("#generate").bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"] and box["height"] >= 36  # a thumb-sized button
+    context.close()
+
+
+def test_behind_an_api_key_the_page_asks_once_and_keeps_it(browser, tiny_models, tmp_path):
+    keyed = LiveServer(tiny_models, "--api-key", API_KEY, log=tmp_path / "serve.log")
+    try:
+        context = browser.new_context(viewport=LAPTOP)
+        page = context.new_page()
+        page.goto(f"http://127.0.0.1:{keyed.port}/")
+        page.wait_for_selector("#key-dialog[open]")
+        page.fill("#key-input", API_KEY)
+        page.click("#key-save")
+        page.wait_for_selector("body[data-ready]")
+        page.fill("#prompt", "a cat")
+        page.fill("#steps", "2")
+        page.click("#generate")
+        page.wait_for_selector(".card")
+        page.reload()
+        page.wait_for_selector("body[data-ready]")
+        assert page.query_selector("#key-dialog[open]") is None
+        context.close()
+    finally:
+        keyed.stop()
+
+
+@pytest.mark.skipif(not os.environ.get("PICO_SCREENSHOT"), reason="set PICO_SCREENSHOT=path to write the README's")
+def test_screenshot_for_the_readme(page):
+    """Two images in the gallery and a third forming: its progress, rate and preview, with Cancel."""
+    page.fill("#prompt", "a lighthouse on a cliff at dusk, oil painting")
+    page.fill("#negative", "blurry")
+    page.fill("#steps", "20")
+    for seed, cards in (("42", 1), ("43", 2)):
+        page.fill("#seed", seed)
+        page.click("#generate")
+        page.wait_for_function(f"document.querySelectorAll('.card').length === {cards}")
+    page.fill("#seed", "44")
+    page.fill("#steps", LONG_STEPS)
+    page.click("#generate")
+    page.wait_for_function("document.getElementById('progress').value >= 40")
+    page.wait_for_selector('#previews[data-kind="preview"] img')
+    page.screenshot(path=os.environ["PICO_SCREENSHOT"], full_page=False)
+    page.click("#cancel")
+    page.wait_for_selector('#run-status[data-state="cancelled"]')

@@ -26,7 +26,7 @@ from pico.pipelines.device import (
     is_sdxl,
     precision_name,
 )
-from pico.pipelines.prompt_embeds import diffusers_clip_skip, weighted_phrases
+from pico.pipelines.prompt_embeds import check_clip_skip, diffusers_clip_skip, weighted_phrases
 from pico.pipelines.schedulers import build_scheduler, scheduler_name
 from pico.pipelines.steps import seed_noise_sampler, step_callback
 from pico.schemas.requests import GenerationRequest, pick_seeds
@@ -293,7 +293,7 @@ class Runner:
             callback = embeds.step_callback(pipe, inner=callback.get("callback_on_step_end"))
             guidance = embeds.guidance_scale(guidance)
         elif getattr(first, "clip_skip", None) and diffusers_clip_skip(first.clip_skip):
-            inputs["clip_skip"] = diffusers_clip_skip(first.clip_skip)  # literal phrases on SDXL: Diffusers' own
+            inputs["clip_skip"] = check_clip_skip(pipe, diffusers_clip_skip(first.clip_skip))  # SDXL: Diffusers' own
         every_seed = [seed for batch in seeds for seed in batch]
         arguments = {
             **inputs,

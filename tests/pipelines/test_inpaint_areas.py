@@ -67,7 +67,7 @@ def test_fill_paints_the_masked_area_from_around_it():
     image = Image.new("RGB", (64, 64), (200, 30, 30))
     image.paste((0, 0, 255), (32, 0, 64, 64))  # blue where the mask repaints
     filled = fill(image, square_mask(box=(32, 0, 64, 64)))
-    red, green, blue = filled.getpixel((48, 32))
+    red, _, blue = filled.getpixel((48, 32))
     assert red > 150 and blue < 60  # the blue is gone: surrounded by red
 
 

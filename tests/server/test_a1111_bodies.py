@@ -181,3 +181,15 @@ def test_sampler_and_schedule_lists(api):
         "DPM++ 2M", "DPM++ SDE", "DPM++ 2M SDE", "DPM++ 2M SDE Heun", "DPM++ 2S a", "DPM++ 3M SDE", "Euler a",
         "Euler", "LMS", "Heun", "DPM2", "DPM2 a", "DDIM", "PLMS", "UniPC", "LCM"]
     assert api.util_get_scheduler_names() == ["automatic", "beta", "exponential", "karras", "sgm_uniform", "uniform"]
+
+
+def test_sd3_and_flux_checkpoints_take_their_flow_matching_samplers(api):
+    sd3 = {"override_settings": {"sd_model_checkpoint": "stabilityai/stable-diffusion-3.5-medium"}}
+    euler = api.txt2img(prompt="x", steps=2, width=64, height=64, sampler_name="Euler", **sd3)
+    assert euler.image.size == (64, 64) and euler.info["sampler_name"] == "Euler"
+    assert json.loads(euler.image.info["pico"])["Request"]["Scheduler"] == "Euler"
+    other = api.txt2img(prompt="x", steps=2, width=64, height=64, sampler_name="DPM++ 2M", enable_hr=True, **sd3)
+    assert other.image.size == (64, 64)
+    assert other.info["warnings"][:2] == [
+        "DPM++ 2M was not applied: Stable Diffusion 3.x models run Euler or UniPC (flow matching); the model's own ran.",
+        "The hires fix was not applied: PICO has none for SD 3 and FLUX models."]

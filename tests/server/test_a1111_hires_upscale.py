@@ -127,7 +127,9 @@ def test_sd_upscale_script_tiles(api, server):
                          script_args=["", 16, 1, 2], batch_size=2, n_iter=2, **SMALL)
     assert [image.size for image in result.images] == [(128, 128)] * 2
     assert result.info["all_seeds"] == [23, 24]
-    job = server.get(f"/api/v1/jobs/{server.post('/sdapi/v1/img2img', {**SMALL, 'init_images': [png_b64(noise())], 'script_name': 'sd upscale', 'script_args': ['', 16, 'Nearest', 2], 'denoising_strength': 0.4}).header('X-Pico-Job')}").json  # noqa: E501
+    reply = server.post("/sdapi/v1/img2img", {**SMALL, "init_images": [png_b64(noise())], "script_name": "sd upscale",
+                                              "script_args": ["", 16, "Nearest", 2], "denoising_strength": 0.4})
+    job = server.get(f"/api/v1/jobs/{reply.header('X-Pico-Job')}").json
     assert job["Seeds"] == list(range(23, 32))  # 3 x 3 tiles of 64 in 128x128, 16 of overlap: seed + tile index
 
 

@@ -90,9 +90,9 @@ def for_flow_model(sampling: Sampling, family: str) -> Sampling:
         notes = [] if sampling.schedule in ("Automatic", "Uniform") else [
             f"Schedule type {sampling.schedule} was not applied: {family} models follow their own noise schedule."]
         return Sampling(sampling.sampler, sampling.sampler, "Automatic", notes)
-    return Sampling(None, sampling.sampler, "Automatic", [
-        f"{sampling.sampler} was not applied: {family} models run {' or '.join(FLOW_SCHEDULERS)} (flow matching); "
-        "the model's own ran."])
+    note = (f"{sampling.sampler} was not applied: {family} models run {' or '.join(FLOW_SCHEDULERS)} "
+            "(flow matching); the model's own ran.")
+    return Sampling(None, sampling.sampler, "Automatic", [note])
 
 
 def sampler_items() -> list[SamplerItem]:

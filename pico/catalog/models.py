@@ -14,6 +14,7 @@ SD35_LARGE_MODEL = "stabilityai/stable-diffusion-3.5-large"
 SD35_LARGE_TURBO_MODEL = "stabilityai/stable-diffusion-3.5-large-turbo"
 FLUX_SCHNELL_MODEL = "black-forest-labs/FLUX.1-schnell"
 FLUX_DEV_MODEL = "black-forest-labs/FLUX.1-dev"
+SD_X4_UPSCALER_MODEL = "stabilityai/stable-diffusion-x4-upscaler"  # the upscale route's model (Upscaler "SD x4")
 
 # VaeType -> the VAE swapped in for the SD 1/2 families.
 VAE_MODELS = {

@@ -20,6 +20,7 @@ from pico.schemas.requests import (
     StableDiffusionInpaintRequest,
     StableDiffusionRequest,
     StableDiffusionXlRequest,
+    UpscaleRequest,
 )
 
 
@@ -32,7 +33,7 @@ class PipelineInfo:
     command: str  # the CLI subcommand: "stable-diffusion-xl"
     request_type: type[GenerationRequest]
     summary: str
-    task: str  # text-to-image, image-to-image, inpaint or variation
+    task: str  # text-to-image, image-to-image, inpaint, variation or upscale
     family: str | None = None  # the family a text-to-image route draws with (FLUX: its default model's)
 
 
@@ -58,6 +59,8 @@ PIPELINES: tuple[PipelineInfo, ...] = (
     PipelineInfo("flux", "Flux", "flux", FluxRequest,
                  "FLUX.1 text-to-image (schnell by default; dev and fine-tunes by Model).", "text-to-image",
                  "flux-schnell"),
+    PipelineInfo("upscale", "Upscale", "upscale", UpscaleRequest,
+                 "Upscale an image: Lanczos or Nearest, or the SD x4 upscaler model guided by a phrase.", "upscale"),
 )
 
 _BY_ROUTE = {info.route: info for info in PIPELINES}

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from pico.cli.app import app
 from pico.cli.inputs import InputImage, read_input
-from pico.cli.options import TEXT_LISTS, FieldOption, request_options, with_common
+from pico.cli.options import TEXT_LISTS, FieldOption, nest, request_options, with_common
 from pico.cli.output import prepare_folder
 from pico.cli.session import Session, label_for
 from pico.catalog.pipelines import PIPELINES
@@ -42,7 +42,7 @@ def build_body(options: list[FieldOption], values: dict[str, Any], request_type:
             if value:
                 body[option.wire] = [lora_from_text(text, option.flag) for text in value]
         else:
-            body[option.wire] = value
+            nest(body, option, value)
     return with_images(body, images), images
 
 
@@ -79,14 +79,16 @@ def command_help(pipeline: PipelineInfo, options: list[FieldOption]) -> str:
         elif option.image:
             example.append(f"{option.flag} {option.flag.lstrip('-')}.png")
     first = " ".join(example)
+    upscale = pipeline.task == "upscale"  # one image, no steps unless the SD x4 model draws it
+    more, demo = ("--scale 2", "--demo") if upscale else ("--total 2 --seed 42 --steps 30", "--demo --total 2")
     return (
         f"{pipeline.summary}\n\n"
         f"Writes one PNG per image to --out, named <date>-<time>-{pipeline.command}-<seed>.png. Each file carries "
         "the parameters that made it (pico info FILE) and can be made again, identical (pico again FILE). "
         "Options left out take the defaults shown, the same as in REST requests.\n\n"
         f"Examples:\n\n"
-        f"[bold]{first} --total 2 --seed 42 --steps 30[/]\n\n"
-        f"[bold]{first} --demo --total 2[/]   (tiny offline models: noise)\n\n"
+        f"[bold]{first} {more}[/]\n\n"
+        f"[bold]{first} {demo}[/]   (tiny offline models: noise)\n\n"
         f"[bold]{first} --quiet --out renders[/]   (prints only the paths)"
     )
 

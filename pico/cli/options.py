@@ -97,11 +97,20 @@ class FieldOption:
     image: bool
     required: bool
     help: str
+    parent: str | None = None  # the nested object it belongs to: "Hires" for --hires-scale
+
+    @property
+    def positional(self) -> bool:
+        """Whether it is the command's argument (the phrase) rather than an option."""
+        return self.wire in POSITIONAL and self.parent is None
 
     def parameter(self) -> inspect.Parameter:
         """The inspect.Parameter Typer reads: an argument or an option, defaulting to None (not given)."""
-        if self.wire in POSITIONAL:
+        if self.positional:
             info: Any = typer.Argument(metavar=self.flag, help=self.help, show_default=False)
+            if not self.required:  # the upscale command's phrase may be left out
+                return inspect.Parameter(self.param, inspect.Parameter.KEYWORD_ONLY, default=None,
+                                         annotation=Annotated[self.kind | None, info])
             return inspect.Parameter(self.param, inspect.Parameter.KEYWORD_ONLY,
                                      annotation=Annotated[self.kind, info])
         kind = Path if self.image else self.kind
@@ -120,6 +129,10 @@ def request_options(request_type: type) -> list[FieldOption]:
     for f in wire_fields(request_type):
         wire = wire_name(f.name)
         spec = spec_of(f)
+        kind = base_type(hints[f.name])[0]
+        if dataclasses.is_dataclass(kind):
+            options += nested_options(wire, kind)
+            continue
         if wire in POSITIONAL:
             flag = wire.upper()
         elif spec.image:
@@ -132,8 +145,27 @@ def request_options(request_type: type) -> list[FieldOption]:
             help=escape(TEXT_LISTS[wire]) if wire in TEXT_LISTS else field_help(f, wire),
         ))
     shared = {wire_name(f.name) for f in wire_fields(GenerationRequest)}
-    options.sort(key=lambda o: (o.wire not in POSITIONAL, o.wire in shared))
+    options.sort(key=lambda o: (not o.positional, o.wire in shared and o.parent is None))
     return options
+
+
+def nested_options(parent: str, cls: type) -> list[FieldOption]:
+    """A nested object's fields as options of their own: Hires.Scale -> --hires-scale (None: not given)."""
+    hints = typing.get_type_hints(cls)
+    prefix = kebab(parent)
+    return [FieldOption(wire=wire_name(f.name, cls), param=f"{prefix.replace('-', '_')}_{f.name}",
+                        flag=f"--{prefix}-{OPTION_NAMES.get(wire_name(f.name, cls), kebab(wire_name(f.name, cls)))}",
+                        kind=base_type(hints[f.name])[0], image=False, required=False,
+                        help=f"{parent}: " + field_help(f, wire_name(f.name, cls)), parent=parent)
+            for f in wire_fields(cls)]
+
+
+def nest(body: dict[str, Any], option: FieldOption, value: Any) -> None:
+    """Put an option's value into a request body, inside its nested object if it has one."""
+    if option.parent:
+        body.setdefault(option.parent, {})[option.wire] = value
+    else:
+        body[option.wire] = value
 
 
 def field_help(f: dataclasses.Field, wire: str) -> str:

@@ -28,7 +28,7 @@ from pico.pipelines.device import (
     is_sdxl,
     precision_name,
 )
-from pico.pipelines.prompt_embeds import diffusers_clip_skip, weighted_phrases
+from pico.pipelines.prompt_embeds import check_clip_skip, diffusers_clip_skip, weighted_phrases
 from pico.pipelines.schedulers import build_scheduler, scheduler_name
 from pico.pipelines.steps import seed_noise_sampler, step_callback
 from pico.schemas.requests import GenerationRequest, pick_seeds
@@ -245,6 +245,10 @@ class Runner:
         """The CLI subcommand: "stable-diffusion-xl"."""
         return self.info.command
 
+    def uses_model(self, request: GenerationRequest) -> bool:
+        """Whether the request needs its model loaded (the upscale route's Lanczos and Nearest do not)."""
+        return True
+
     def derive(self, base: Any, **components: Any) -> Any:
         """The task pipeline, sharing ``base``'s weights (from_pipe), with ``components`` swapped in."""
         raise NotImplementedError
@@ -260,6 +264,8 @@ class Runner:
             meta.update(Phrase=request.phrase, NegativePhrase=request.negative_phrase)
         if hasattr(request, "strength"):
             meta["Strength"] = request.strength
+        if getattr(request, "clip_skip", None):
+            meta["ClipSkip"] = request.clip_skip
         return meta
 
     def check(self, base: Any, request: GenerationRequest) -> None:
@@ -326,7 +332,7 @@ class Runner:
             callback = embeds.step_callback(pipe, inner=callback.get("callback_on_step_end"))
             guidance = embeds.guidance_scale(guidance)
         elif getattr(first, "clip_skip", None) and diffusers_clip_skip(first.clip_skip):
-            inputs["clip_skip"] = diffusers_clip_skip(first.clip_skip)  # literal phrases on SDXL: Diffusers' own
+            inputs["clip_skip"] = check_clip_skip(pipe, diffusers_clip_skip(first.clip_skip))  # SDXL: Diffusers' own
         every_seed = [seed for batch in seeds for seed in batch]
         arguments = {
             **inputs,

@@ -124,6 +124,8 @@ class Engine:
         first = requests[0]
         runner = runner_for(first)
         dtype, precision_note = pick_dtype(first.precision, self.device)
+        if not runner.uses_model(first):  # e.g. Lanczos upscaling: nothing to load
+            return runner.run(CallContext(pipe=None, device=self.device, dtype=dtype, on_step=on_step), requests)
         plan = self.resolver.plan(first, runner.route)
         refiner = getattr(first, "refiner", None)
         if refiner:

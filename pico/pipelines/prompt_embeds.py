@@ -122,14 +122,37 @@ def _hidden(encoder: _Encoder, ids: torch.Tensor, clip_skip: int | None, sdxl: b
     if sdxl:
         out = encoder.model(ids, output_hidden_states=True)
         pooled = out[0] if encoder.pooled and out[0].ndim == 2 else None
-        return out.hidden_states[-((clip_skip or 0) + 2)], pooled
+        return out.hidden_states[-_layer_back(out, (clip_skip or 0) + 2)], pooled
     if clip_skip is None:
         return encoder.model(ids)[0], None
     out = encoder.model(ids, output_hidden_states=True)
+    _layer_back(out, clip_skip + 1)
     # transformers >= 5.6 flattened CLIPTextModel (no .text_model), which breaks Diffusers' own
     # clip_skip on SD 1/2 (huggingface/diffusers#14124); older versions nest the norm in text_model
     norm = getattr(encoder.model, "text_model", encoder.model).final_layer_norm
     return norm(out.hidden_states[-(clip_skip + 1)]), None
+
+
+def _layer_back(out: Any, back: int) -> int:
+    """``back``, when the text encoder has that many hidden states to count back; else ClipSkip is refused."""
+    if back > len(out.hidden_states):
+        from pico.errors import InvalidRequest
+
+        layers = len(out.hidden_states) - 1  # the embeddings, then one per layer
+        raise InvalidRequest(f"ClipSkip goes back further than this model's text encoder has layers ({layers})",
+                             field="ClipSkip", hint="Lower ClipSkip (2 is the usual one).")
+    return back
+
+
+def check_clip_skip(pipe: Any, clip_skip: int) -> int:
+    """Diffusers' ``clip_skip`` for an SDXL call, refused (not an IndexError) past its text encoders' layers."""
+    layers = min(encoder.model.config.num_hidden_layers for encoder in _encoders(pipe))
+    if clip_skip + 2 > layers + 1:
+        from pico.errors import InvalidRequest
+
+        raise InvalidRequest(f"ClipSkip goes back further than this model's text encoder has layers ({layers})",
+                             field="ClipSkip", hint="Lower ClipSkip (2 is the usual one).")
+    return clip_skip
 
 
 def _emphasize(z: torch.Tensor, weights: list[list[float]]) -> torch.Tensor:
@@ -387,7 +410,8 @@ def diffusers_clip_skip(clip_skip: int | None) -> int | None:
     return clip_skip - 1 if clip_skip and clip_skip > 1 else None
 
 
-def weighted_phrases(pipe: Any, requests: list[Any], steps: int) -> PromptEmbeddings | None:
+def weighted_phrases(pipe: Any, requests: list[Any], steps: int,
+                     hires_steps: int | None = None) -> PromptEmbeddings | None:
     """The requests' phrases as AUTOMATIC1111 reads them, or None where Diffusers' own encoding is the same.
 
     None too for pipelines without a CLIP text encoder to weight, and for PromptSyntax "literal" (whose
@@ -410,7 +434,7 @@ def weighted_phrases(pipe: Any, requests: list[Any], steps: int) -> PromptEmbedd
     counts: int | list[int] = first.total if len(requests) == 1 else [r.total for r in requests]
     return encode_prompts(pipe, phrases if len(requests) > 1 else phrases[0],
                           negatives if len(requests) > 1 else negatives[0], steps=steps, clip_skip=clip_skip,
-                          num_images=counts)
+                          num_images=counts, hires_steps=hires_steps)
 
 
 def literal(text: str) -> str:

@@ -9,6 +9,7 @@ from pico.pipelines.image2image import ImageToImage
 from pico.pipelines.inpaint import Inpaint
 from pico.pipelines.sd3 import StableDiffusion3
 from pico.pipelines.text2image import StableDiffusion, StableDiffusion2, StableDiffusionXL
+from pico.pipelines.upscale import Upscale
 from pico.pipelines.variation import ImageVariation
 from pico.schemas.requests import GenerationRequest
 
@@ -21,6 +22,7 @@ RUNNERS: tuple[Runner, ...] = (
     Inpaint(),
     StableDiffusion3(),
     Flux(),
+    Upscale(),
 )
 
 _BY_ROUTE = {runner.route: runner for runner in RUNNERS}

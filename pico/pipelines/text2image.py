@@ -9,6 +9,7 @@ from pico.catalog.pipelines import pipeline_info
 from pico.errors import InvalidRequest
 from pico.pipelines.base import CallContext, Runner, model_kind
 from pico.pipelines.device import family_label, is_flow, is_sdxl
+from pico.schemas.fields import to_wire
 from pico.schemas.requests import (
     StableDiffusionRequest,
     StableDiffusionXlRequest,
@@ -37,6 +38,28 @@ class TextToImage(Runner):
             "prompt": [r.phrase for r in requests for _ in range(r.total)],
             "negative_prompt": None if negatives[0] is None else negatives,
         }
+
+    # Hires fix (pico.pipelines.hires): a second pass after the call, for requests that ask for it.
+    def batch_key(self, request: StableDiffusionRequest) -> tuple | None:
+        """As the base; a request with a hires fix runs alone."""
+        return None if getattr(request, "hires", None) is not None else super().batch_key(request)
+
+    def call(self, ctx: CallContext, requests: list[Any], arguments: dict[str, Any]) -> list[Any]:
+        """The call; with a hires fix, its two passes."""
+        first = requests[0]
+        if getattr(first, "hires", None) is None:
+            return super().call(ctx, requests, arguments)
+        from pico.pipelines.hires import run_hires
+
+        seeds = [int(g.initial_seed()) for g in arguments["generator"]]
+        return run_hires(ctx, arguments, first, seeds)
+
+    def describe(self, request: StableDiffusionRequest) -> dict[str, Any]:
+        """As the base, and the hires fix asked for."""
+        meta = super().describe(request)
+        if getattr(request, "hires", None) is not None:
+            meta["Hires"] = to_wire(request.hires)
+        return meta
 
     def check(self, base: Any, request: StableDiffusionRequest) -> None:
         """As every runner, and SD 3 / FLUX models go to their own routes (their defaults and fields differ)."""

@@ -14,6 +14,7 @@ from pico.catalog.models import (
     SD1_INPAINT_MODEL,
     SD1_MODEL,
     SD2_MODEL,
+    SD_X4_UPSCALER_MODEL,
     SDXL_FP16_VAE,
     SDXL_MODEL,
     VAE_MODELS,
@@ -21,7 +22,7 @@ from pico.catalog.models import (
 )
 
 MARKER = "pico-tiny.json"
-VERSION = 4  # bump when the tiny models change, so old demo folders are rebuilt
+VERSION = 5  # bump when the tiny models change, so old demo folders are rebuilt
 TEXT_HIDDEN = 32
 # Diffusers tells an SDXL single file from an SD 1 one by the key of OpenCLIP's 10th layer, and tells its
 # two text encoders apart by width: so the tiny OpenCLIP is wider than CLIP-L and has 10 layers.
@@ -252,6 +253,7 @@ def write_tiny_models(root: Path | str) -> list[str]:
     from pico.pipelines.ldm_export import write_single_file
     from pico.pipelines.tiny_families import write_family_models
     from pico.pipelines.tiny_loras import write_tiny_lora
+    from pico.pipelines.tiny_upscaler import tiny_upscaler
 
     quiet_libraries()
     root = Path(root)
@@ -269,6 +271,7 @@ def write_tiny_models(root: Path | str) -> list[str]:
         VARIATION_MODEL: _variation,
         **{vae_id: tiny_vae for vae_id in VAE_MODELS.values()},
         SDXL_FP16_VAE: lambda: tiny_vae(force_upcast=False),
+        SD_X4_UPSCALER_MODEL: lambda: tiny_upscaler(scratch),
     }
     for model_id, build in builders.items():
         build().save_pretrained(root / model_id, safe_serialization=True)

@@ -140,16 +140,23 @@ def number_text(value: float | None) -> str:
     return str(int(value)) if value is not None and float(value).is_integer() else str(value)
 
 
-def coerce(key: str, value: Any, annotation: Any, s: Spec) -> Any:
-    """Check one JSON value against its field's type and spec; returns the value to store."""
+def coerce(key: str, value: Any, annotation: Any, s: Spec, lenient: bool = False) -> Any:
+    """Check one JSON value against its field's type and spec; returns the value to store.
+
+    ``lenient``: first convert the value as AUTOMATIC1111's pydantic models do (see :func:`lenient_value`).
+    """
     kind, nullable = base_type(annotation)
     if value is None:
         if nullable:
             return None
         raise InvalidRequest(f"{key} must not be null; leave it out to get the default", field=key)
+    if lenient:
+        value = lenient_value(value, kind)
+    if dataclasses.is_dataclass(kind):
+        return parse_object(key, value, kind, lenient)
     origin = typing.get_origin(kind)
     if origin is list and dataclasses.is_dataclass(typing.get_args(kind)[0]):
-        return _coerce_items(key, value, typing.get_args(kind)[0], s)
+        return _coerce_items(key, value, typing.get_args(kind)[0], s, lenient)[0]
     if origin is list:
         (item,) = typing.get_args(kind)
         if not isinstance(value, list) or not all(isinstance(v, item) for v in value):
@@ -160,6 +167,12 @@ def coerce(key: str, value: Any, annotation: Any, s: Spec) -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             raise InvalidRequest(f"{key} must be an object, got {describe(value)}", field=key)
+        return value
+    if kind in (list, dict):  # a bare list or dict: any items
+        if not isinstance(value, kind):
+            raise InvalidRequest(f"{key} must be an {_JSON_TYPES[kind]}, got {describe(value)}", field=key)
+        if kind is list and s.max_length is not None and len(value) > s.max_length:
+            raise InvalidRequest(f"{key} has {len(value)} items; the limit is {s.max_length}", field=key)
         return value
     if kind is bool:
         if not isinstance(value, bool):
@@ -196,25 +209,30 @@ def coerce(key: str, value: Any, annotation: Any, s: Spec) -> Any:
     return value
 
 
-def parse(cls: type[T], body: Any) -> T:
+def parse(cls: type[T], body: Any, lenient: bool = False) -> T:
     """Validate a decoded JSON body against request class ``cls``.
 
     Raises MalformedRequest when the body is not an object, InvalidRequest naming the
     first field that is missing, of the wrong type or out of range. Unknown keys are
     kept in the request's ``ignored_fields`` so a misspelt field is visible. Fields that
     are lists of dataclasses (``Loras``) are parsed item by item; an error names the item's
-    field as ``Loras[1].Weight``.
+    field as ``Loras[1].Weight``; a nested object (``Hires``) names ``Hires.Scale``.
+
+    ``lenient`` (the AUTOMATIC1111 API only; PICO's own API is strict by contract): values are
+    converted as A1111's pydantic models convert them, and null means the field's default.
     """
     if not isinstance(body, dict):
         raise MalformedRequest(f"The request body must be a JSON object, got {describe(body)}")
-    request, ignored = _parse_object(cls, body, "")
+    request, ignored = _parse_object(cls, body, "", lenient)
     if "ignored_fields" in {f.name for f in dataclasses.fields(cls)}:
         request.ignored_fields = sorted(ignored)
     return request
 
 
-def _parse_object(cls: type[T], body: dict, prefix: str) -> tuple[T, list[str]]:
+def _parse_object(cls: type[T], body: dict, prefix: str, lenient: bool = False) -> tuple[T, list[str]]:
     """(the dataclass ``cls`` made from ``body``, the unknown keys) with error fields under ``prefix``."""
+    if lenient:
+        body = {key: value for key, value in body.items() if value is not None}
     hints = type_hints(cls)
     values: dict[str, Any] = {}
     known = set()
@@ -232,13 +250,15 @@ def _parse_object(cls: type[T], body: dict, prefix: str) -> tuple[T, list[str]]:
             continue
         value = body[key]
         if typing.get_origin(base_type(hints[f.name])[0]) is list and _items_are_dataclasses(hints[f.name]):
-            values[f.name], nested_ignored = _coerce_items(name, value, _item_type(hints[f.name]), s, with_ignored=True)
+            values[f.name], nested_ignored = _coerce_items(name, value, _item_type(hints[f.name]), s, lenient)
             ignored += nested_ignored
         else:
-            values[f.name] = coerce(name, value, hints[f.name], s)
+            values[f.name] = coerce(name, value, hints[f.name], s, lenient)
         if s.required and values[f.name] in (None, ""):
             raise InvalidRequest(f"{name} is required and must not be empty", field=name)
     ignored += [prefix + str(k) for k in body if k not in known]
+    for field_name, value in values.items():  # a nested object's unknown keys, as Parent.Key
+        ignored += [f"{prefix}{wire_name(field_name, cls)}.{k}" for k in getattr(value, "ignored_fields", None) or ()]
     return cls(**values), ignored
 
 
@@ -250,8 +270,8 @@ def _items_are_dataclasses(annotation: Any) -> bool:
     return dataclasses.is_dataclass(_item_type(annotation))
 
 
-def _coerce_items(key: str, value: Any, item: type, s: Spec, with_ignored: bool = False) -> Any:
-    """A JSON array of objects as a list of dataclass ``item``; errors name ``key[i].Field``."""
+def _coerce_items(key: str, value: Any, item: type, s: Spec, lenient: bool = False) -> tuple[list, list[str]]:
+    """A JSON array of objects as a list of dataclass ``item`` and their unknown keys; errors name ``key[i].Field``."""
     if not isinstance(value, list):
         raise InvalidRequest(f"{key} must be an array of objects, got {describe(value)}", field=key)
     if s.max_length is not None and len(value) > s.max_length:
@@ -261,10 +281,70 @@ def _coerce_items(key: str, value: Any, item: type, s: Spec, with_ignored: bool 
         name = f"{key}[{index}]"
         if not isinstance(entry, dict):
             raise InvalidRequest(f"{name} must be an object, got {describe(entry)}", field=name)
-        parsed, unknown = _parse_object(item, entry, name + ".")
+        parsed, unknown = _parse_object(item, entry, name + ".", lenient)
         items.append(parsed)
         ignored += unknown
-    return (items, ignored) if with_ignored else items
+    return items, ignored
+
+
+def parse_object(key: str, value: Any, cls: type, lenient: bool = False) -> Any:
+    """A nested JSON object (one dataclass field, e.g. Hires) parsed as ``cls``; errors name ``Key.Field``."""
+    if not isinstance(value, dict):
+        raise InvalidRequest(f"{key} must be an object, got {describe(value)}", field=key)
+    try:
+        return parse(cls, value, lenient)
+    except InvalidRequest as exc:
+        inner = exc.field
+        exc.field = f"{key}.{inner}" if inner else key
+        if inner and exc.message.startswith(inner):
+            exc.message = exc.field + exc.message[len(inner):]
+        raise
+
+
+# pydantic 1 (AUTOMATIC1111 1.x runs on FastAPI 0.94): the strings its bool validator reads.
+_TRUE = frozenset({"1", "on", "t", "true", "y", "yes"})
+_FALSE = frozenset({"0", "off", "f", "false", "n", "no"})
+
+
+def lenient_value(value: Any, kind: Any) -> Any:
+    """``value`` converted to ``kind`` as pydantic 1 converts it, or unchanged for the strict check to refuse.
+
+    bool from 0/1 and "true"/"false"/"yes"/"on"/...; int from a bool, a number (truncated toward
+    zero, as int() does) or a numeric string; float from a bool, an int or a numeric string;
+    str from a number. Ranges are still checked afterwards.
+    """
+    if kind is bool:
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value in (0, 1):
+            return bool(value)
+    elif kind is int:
+        if isinstance(value, bool):
+            return int(value)
+        if isinstance(value, float) and math.isfinite(value):
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                return value
+    elif kind is float:
+        if isinstance(value, (bool, int)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                number = float(value.strip())
+            except ValueError:
+                return value
+            return number if math.isfinite(number) else value
+    elif kind is str:
+        if isinstance(value, (int, float)):  # pydantic 1 writes numbers (and bools, as ints) as text
+            return str(value)
+    elif typing.get_origin(kind) is list:
+        (item,) = typing.get_args(kind)
+        if isinstance(value, list) and item in (bool, int, float, str):
+            return [lenient_value(v, item) for v in value]
+    return value
 
 
 def _did_you_mean(key: str, body: dict) -> str | None:
@@ -275,7 +355,7 @@ def _did_you_mean(key: str, body: dict) -> str | None:
     return f"The body has {original!r}; field names are case-sensitive: use {key!r}"
 
 
-_JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string"}
+_JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string", list: "array", dict: "object"}
 
 
 def type_schema(kind: Any, refs: set[type] | None = None) -> dict[str, Any]:

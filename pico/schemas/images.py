@@ -15,6 +15,7 @@ from typing import Any
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from pico.catalog.samplers import a1111_names
 from pico.errors import InvalidRequest
 from pico.schemas.png import encode_png
 
@@ -88,18 +89,27 @@ def a1111_parameters(meta: dict[str, Any]) -> str:
         lines.append(f"Negative prompt: {meta['NegativePhrase']}")
     checkpoint = meta.get("Checkpoint") or {}
     loras = meta.get("Loras") or []
+    sampler, schedule = a1111_names(meta["Scheduler"]) if meta.get("Scheduler") else (None, None)
+    hires = meta.get("Hires") or {}
     parts = [
         ("Steps", meta.get("Quality")),
-        ("Sampler", meta.get("Scheduler")),
+        ("Sampler", sampler),
+        ("Schedule type", schedule),
         ("CFG scale", meta.get("GuidanceScale")),
         ("Seed", meta.get("Seed")),
         ("Size", f"{meta['Width']}x{meta['Height']}" if meta.get("Width") else None),
         ("Model hash", checkpoint.get("Hash") or None),
         ("Model", _stem(checkpoint["Name"]) if checkpoint.get("Name") else meta.get("Model")),
-        ("Denoising strength", meta.get("Strength")),
+        ("Denoising strength", meta.get("Strength", hires.get("Strength"))),
+        ("Clip skip", meta.get("ClipSkip") if (meta.get("ClipSkip") or 1) > 1 else None),
         ("Lora hashes", _quoted(", ".join(f"{_stem(lora['Name'])}: {lora['Hash']}" for lora in loras
                                            if lora.get("Hash"))) if loras else None),
     ]
+    if hires:  # A1111's hires fix keys
+        resize = f"{hires.get('Width') or 0}x{hires.get('Height') or 0}"
+        parts += [("Hires resize", resize) if hires.get("Width") or hires.get("Height") else
+                  ("Hires upscale", hires.get("Scale")),
+                  ("Hires steps", hires.get("Steps")), ("Hires upscaler", hires.get("Upscaler"))]
     lines.append(", ".join(f"{k}: {v}" for k, v in parts if v is not None))
     return "\n".join(lines)
 

@@ -25,12 +25,14 @@ from pico.catalog.models import (
     SD1_MODEL,
     SD2_MODEL,
     SD35_MEDIUM_MODEL,
+    SD_X4_UPSCALER_MODEL,
     SDXL_MODEL,
     VAE_MODELS,
     VARIATION_MODEL,
     canonical,
 )
 from pico.catalog.samplers import FLOW_SCHEDULER_NAMES, SCHEDULER_NAMES
+from pico.catalog.upscalers import HIRES_UPSCALERS, UPSCALERS
 from pico.schemas import fields
 from pico.schemas.fields import internal, option
 from pico.schemas.images import FORMATS, decode_image
@@ -272,6 +274,50 @@ class GenerationRequest(DataClassJsonMixin):
         return request
 
 
+PASCAL_CASE: dict = json_config(letter_case=LetterCase.PASCAL)["dataclasses_json"]
+
+
+@dataclass(kw_only=True)
+class HiresFix(DataClassJsonMixin):
+    """Hires fix (AUTOMATIC1111's): draw at Width x Height, upscale, then redraw at the larger size."""
+
+    dataclass_json_config: ClassVar[dict] = PASCAL_CASE
+
+    scale: float = option(2.0, minimum=1, maximum=4, description="Upscale factor, unless Width or Height is given.")
+    width: int | None = option(None, minimum=MIN_SIDE, maximum=MAX_SIDE,
+                               description="Target width; with Height alone, the aspect ratio is kept.")
+    height: int | None = option(None, minimum=MIN_SIDE, maximum=MAX_SIDE,
+                                description="Target height; both: upscaled to cover them, the rest cropped.")
+    upscaler: str = option("Latent", choices=HIRES_UPSCALERS,
+                           description="Latent (and its modes): the latents are resized; Lanczos, Nearest, None: "
+                                       "the first image is.")
+    steps: int | None = option(None, minimum=1, maximum=MAX_STEPS,
+                               description="Steps the second pass runs, as in A1111 (on a schedule of Steps/Strength "
+                                           "steps, from Strength's noise); default: the first pass's.")
+    strength: float = option(0.7, minimum=0, maximum=1,
+                             description="How much the second pass changes the image; 0: no second pass.")
+    scheduler: str | None = option(None, choices=SCHEDULER_NAMES, description="Sampler of the second pass; "
+                                                                               "default: the first pass's.")
+    phrase: str | None = option(None, max_length=MAX_PHRASE_CHARS,
+                                description="Phrase of the second pass; default: Phrase.")
+    negative_phrase: str | None = option(None, max_length=MAX_PHRASE_CHARS,
+                                         description="Negative phrase of the second pass; default: NegativePhrase.")
+
+    ignored_fields: list[str] = internal(list)
+
+    def target_size(self, width: int, height: int) -> tuple[int, int, int, int]:
+        """(width, height) the first image is upscaled to, then (x, y) pixels to crop, as A1111 computes them."""
+        if self.width is None and self.height is None:
+            return int(width * self.scale), int(height * self.scale), 0, 0
+        if self.height is None or (self.width is not None and width / height < self.width / self.height):
+            to_width, to_height = self.width, self.width * height // width
+        else:
+            to_width, to_height = self.height * width // height, self.height
+        if self.width is None or self.height is None:
+            return to_width, to_height, 0, 0
+        return to_width, to_height, to_width - self.width, to_height - self.height
+
+
 @dataclass(kw_only=True)
 class StableDiffusionRequest(GenerationRequest):
     """Stable Diffusion 1.x text-to-image."""
@@ -288,6 +334,14 @@ class StableDiffusionRequest(GenerationRequest):
                                    description="Text-encoder layers to stop before the last, counted as A1111 and "
                                                "model cards do: 1 is the last layer, 2 the one before; default: the "
                                                "model's own.")
+    hires: HiresFix | None = option(None, description="Hires fix: a second pass at a larger size, e.g. "
+                                                      '{"Scale": 2, "Upscaler": "Latent", "Strength": 0.5}.')
+
+    def validate(self, max_pixels: int) -> None:
+        """As the base; a hires fix's target size must fit the pixel limit."""
+        super().validate(max_pixels)
+        if self.hires is not None:
+            check_hires(self.hires, self.step_count(), self.width, self.height, max_pixels)
 
     def phrase_loras(self) -> list[Lora]:
         """``<lora:NAME:WEIGHT>`` tags in the phrase, read as A1111 reads them (not with PromptSyntax literal)."""
@@ -368,7 +422,21 @@ class StableDiffusionXlRequest(StableDiffusionRequest):
             raise_vae_mismatch(self.vae_type, self.model)
         if self.refiner is not None:
             check_refiner(self.refiner, self.refiner_switch_at)
+            if self.hires is not None:
+                raise InvalidRequest("Hires and Refiner cannot be combined: the refiner finishes the first pass's "
+                                     "latents, the hires fix redraws them larger", field="Hires",
+                                     hint="Leave one of them out.")
         super().validate(max_pixels)
+
+
+def check_hires(hires: HiresFix, steps: int, width: int | None, height: int | None, max_pixels: int) -> None:
+    """Refuse a hires fix whose target is over the pixel limit."""
+    if width is not None:
+        to_width, to_height, crop_x, crop_y = hires.target_size(width, height)
+        if (to_width - crop_x) * (to_height - crop_y) > max_pixels:
+            raise InvalidRequest(f"The hires fix makes {to_width - crop_x}x{to_height - crop_y} images; the limit is "
+                                 f"{max_pixels:,} pixels", field="Hires",
+                                 hint="Lower Hires.Scale (or Hires.Width and Height), or Width and Height.")
 
 
 def check_refiner(refiner: str, switch_at: float) -> None:
@@ -464,6 +532,7 @@ class StableDiffusionImageToImageRequest(StableDiffusionRequest):
     precision: str | None = _family_precision()
     max_sequence_length: int | None = _max_sequence_length()
     true_guidance_scale: float = _true_guidance()
+    hires: HiresFix | None = internal(lambda: None)  # text-to-image only: off the wire here
 
     def validate(self, max_pixels: int) -> None:
         """As the base; Strength must leave a denoising step, and the input must give an image size."""
@@ -486,6 +555,20 @@ class StableDiffusionInpaintRequest(StableDiffusionRequest):
     precision: str | None = _family_precision()
     max_sequence_length: int | None = _max_sequence_length()
     true_guidance_scale: float = _true_guidance()
+    mask_blur: int = option(0, minimum=0, maximum=64,
+                            description="Gaussian blur of the mask in pixels (A1111's mask_blur): the repainted "
+                                        "area fades into the kept one where KeepUnmasked pastes it back.")
+    keep_unmasked: bool = option(False, description="Paste the input's pixels back outside the mask, through the "
+                                                    "blurred mask, as A1111 does: only the masked area changes.")
+    inpaint_area: str = option("whole", choices=("whole", "masked"),
+                               description="whole: draw the whole picture; masked: draw only the area around the "
+                                           "mask at Width x Height and paste it back (A1111's \"only masked\").")
+    mask_padding: int = option(32, minimum=0, maximum=MAX_SIDE,
+                               description="InpaintArea masked: pixels around the mask to draw too.")
+    masked_content: str = option("original", choices=("original", "fill"),
+                                 description="What the masked area starts from: the input, or its surroundings "
+                                             "blurred in (A1111's \"fill\").")
+    hires: HiresFix | None = internal(lambda: None)  # text-to-image only: off the wire here
 
     def validate(self, max_pixels: int) -> None:
         """As the base, and Strength must leave a denoising step; the mask is resized to the image's size."""
@@ -526,6 +609,7 @@ class StableDiffusion3Request(StableDiffusionRequest):
                                    description=f"Sampler: {', '.join(FLOW_SCHEDULER_NAMES)} (flow matching); "
                                                "default: the model's own (Euler).")
     max_sequence_length: int | None = _max_sequence_length()
+    hires: HiresFix | None = internal(lambda: None)  # no hires fix for SD 3 and FLUX: off the wire here
 
 
 @dataclass(kw_only=True)
@@ -540,3 +624,43 @@ class FluxRequest(StableDiffusion3Request):
                                          description="What to keep out of the image; used only with "
                                                      "TrueGuidanceScale above 1 (FLUX has no negative otherwise).")
     true_guidance_scale: float = _true_guidance()
+
+
+@dataclass(kw_only=True)
+class UpscaleRequest(StableDiffusionRequest):
+    """Upscale an image: Lanczos or Nearest resampling, or Stable Diffusion's x4 upscaler model."""
+
+    model: str = _model(SD_X4_UPSCALER_MODEL)
+    phrase: str = option("", max_length=MAX_PHRASE_CHARS,
+                         description="SD x4 only: what the image shows, to guide the upscaler (may be empty).")
+    image_base64: str = _image("The image to upscale, base64 or a data: URL.")
+    upscaler: str = option("Lanczos", choices=UPSCALERS,
+                           description="Lanczos or Nearest (no model), or SD x4 (the Model, 4x, then resized).")
+    scale: float = option(2.0, minimum=0.25, maximum=8,
+                          description="Upscale factor, unless Width and Height are given; sides rounded down to a "
+                                      "multiple of 8, as A1111 does.")
+    noise_level: int = option(20, minimum=0, maximum=350,
+                              description="SD x4 only: noise added to the input before upscaling.")
+    guidance_scale: float = _guidance(9.0)
+    hires: HiresFix | None = internal(lambda: None)
+
+    def validate(self, max_pixels: int) -> None:
+        """As the base; the output must fit the pixel limit, and resampling makes one image."""
+        super().validate(max_pixels)
+        if self.upscaler != "SD x4" and self.total != 1:
+            raise InvalidRequest(f"Upscaler {self.upscaler} makes one image; Total must be 1, got {self.total}",
+                                 field="Total", hint="Leave Total out, or use Upscaler 'SD x4' for several.")
+        width, height = self.output_size()
+        if width * height > max_pixels:
+            raise InvalidRequest(f"The upscaled image would be {width}x{height}; the limit is {max_pixels:,} pixels",
+                                 field="Scale", hint="Lower Scale, or send a smaller image.")
+        if min(width, height) < 1:
+            raise InvalidRequest(f"The upscaled image would be {width}x{height}", field="Scale",
+                                 hint="Raise Scale, or send a larger image.")
+
+    def output_size(self) -> tuple[int, int]:
+        """The size of the result: Width x Height, else the input's times Scale rounded down to a multiple of 8."""
+        if self.width is not None:
+            return self.width, self.height
+        width, height = self.images["ImageBase64"].size
+        return int(width * self.scale // 8 * 8), int(height * self.scale // 8 * 8)

@@ -36,7 +36,8 @@ def in_protocol_terms(error: PicoError, names: dict[str, str]) -> PicoError:
     """
     targets = list(names.values())
     words = {pico: theirs for pico, theirs in names.items() if targets.count(theirs) == 1}
-    pattern = re.compile(r"\b(" + "|".join(map(re.escape, words)) + r")\b")
+    longest_first = sorted(words, key=len, reverse=True)  # "Hires.Strength" before "Hires"
+    pattern = re.compile(r"\b(" + "|".join(map(re.escape, longest_first)) + r")\b")
     error.field = names.get(error.field or "", error.field)
     error.message = pattern.sub(lambda match: words[match.group(1)], error.message)
     if error.hint:

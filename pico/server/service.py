@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pico.catalog.models import model_id
 from pico.config import Settings
@@ -25,6 +25,7 @@ class Service:
     jobs: Jobs
     started: float = field(default_factory=time.time)
     default_model: str = ""  # for the OpenAI and A1111 routes; A1111's options can switch it
+    a1111_options: dict[str, Any] = field(default_factory=dict)  # A1111 settings clients wrote (a1111/options.py)
 
     def __post_init__(self) -> None:
         self.default_model = self.default_model or model_id(self.settings.default_model)

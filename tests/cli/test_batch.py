@@ -129,7 +129,7 @@ def test_validation_names_lines_and_fields(tmp_path):
         {"Pipeline": "stable-diffusion", "Phrase": "cat", "Id": "x"},
         {"Pipeline": "stable-diffusion", "Phrase": "cat", "Id": "x"},
         {"Phrase": "cat"},
-        {"Pipeline": "upscale", "Phrase": "cat"},
+        {"Pipeline": "outpaint", "Phrase": "cat"},
         {"Pipeline": "image-to-image", "Phrase": "cat", "Image": "a.png", "ImageBase64": "AAAA"},
         {"Pipeline": "stable-diffusion", "Phrase": "cat", "Id": "../.."},
         "[1, 2]",
@@ -141,10 +141,10 @@ def test_validation_names_lines_and_fields(tmp_path):
         "line 4 (x): Id 'x' is already used by line 3",
         ("line 5 (job-0005): Pipeline is required: one of stable-diffusion, stable-diffusion-2, stable-diffusion-xl, "
          "stable-diffusion-image-to-image, stable-diffusion-image-variation, stable-diffusion-inpaint, "
-         "stable-diffusion-3, flux"),
-        ("line 6 (job-0006): Unknown pipeline 'upscale'; known: stable-diffusion, stable-diffusion-2, "
+         "stable-diffusion-3, flux, upscale"),
+        ("line 6 (job-0006): Unknown pipeline 'outpaint'; known: stable-diffusion, stable-diffusion-2, "
          "stable-diffusion-xl, stable-diffusion-image-to-image, stable-diffusion-image-variation, "
-         "stable-diffusion-inpaint, stable-diffusion-3, flux"),
+         "stable-diffusion-inpaint, stable-diffusion-3, flux, upscale"),
         "line 7 (job-0007): give Image (a file path) or ImageBase64 (base64), not both",
         "line 8: Id '../..' has no letters or digits to name a folder with",
         "line 9: a job must be a JSON object, got an array",

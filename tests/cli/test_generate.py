@@ -65,7 +65,7 @@ def test_options_become_the_request(pico, models, tmp_path):
         "Model": "runwayml/stable-diffusion-v1-5", "Total": 1, "Seed": 7, "GuidanceScale": 6.5, "Quality": None,
         "Steps": 2, "Precision": "full", "VaeType": "original", "AttentionSlicing": True, "Width": 72,
         "Height": 64, "Scheduler": "Euler a", "OutputFormat": "png", "Phrase": "ginger cat",
-        "NegativePhrase": "dog", "PromptSyntax": "a1111", "ClipSkip": None, "Loras": [],
+        "NegativePhrase": "dog", "PromptSyntax": "a1111", "ClipSkip": None, "Loras": [], "Hires": None,
     }
     assert found["parameters"] == ("ginger cat\nNegative prompt: dog\nSteps: 2, Sampler: Euler a, CFG scale: 6.5, "
                                    "Seed: 7, Size: 72x64, Model: runwayml/stable-diffusion-v1-5")

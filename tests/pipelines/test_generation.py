@@ -21,6 +21,7 @@ from pico.schemas.requests import (
     StableDiffusionInpaintRequest,
     StableDiffusionRequest,
     StableDiffusionXlRequest,
+    UpscaleRequest,
 )
 
 MAX_PIXELS = 2048 * 2048
@@ -49,6 +50,7 @@ def bodies(image_b64, mask_b64):
                                    {"Phrase": "ginger cat", "ImageBase64": image_b64, "MaskImageBase64": mask_b64}),
         "StableDiffusion3": (StableDiffusion3Request, {"Phrase": "ginger cat", "Width": 64, "Height": 64}),
         "Flux": (FluxRequest, {"Phrase": "ginger cat", "Width": 64, "Height": 64}),
+        "Upscale": (UpscaleRequest, {"ImageBase64": image_b64, "Upscaler": "SD x4", "Scale": 1}),
     }
 
 

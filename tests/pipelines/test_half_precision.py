@@ -34,7 +34,7 @@ def test_deriving_task_pipelines_keeps_the_weights_in_half_precision(tiny_models
     # Diffusers' class-level from_pipe casts shared weights to float32 unless told the dtype.
     base = half(tiny_models, model)
     for runner in RUNNERS:
-        if runner.name != "StableDiffusionImageVariation":
+        if runner.name not in ("StableDiffusionImageVariation", "Upscale"):  # other kinds of model
             runner.derive(base)
     assert {name: module.dtype for name, module in base.components.items() if hasattr(module, "dtype")} == {
         name: torch.float16 for name, module in base.components.items() if hasattr(module, "dtype")}

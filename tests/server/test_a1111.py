@@ -20,8 +20,9 @@ from pico.catalog.models import (
     SD35_MEDIUM_MODEL,
     SDXL_MODEL,
 )
-from pico.catalog.samplers import SCHEDULERS
-from pico.server.a1111.routes import EMPTY_LISTS, a1111_mask
+from pico.catalog.samplers import A1111_SAMPLERS
+from pico.server.a1111.generation import a1111_mask
+from pico.server.a1111.routes import EMPTY_LISTS
 from pico.server.a1111.schemas import Img2ImgRequest
 from tests.conftest import b64, png_bytes
 
@@ -51,8 +52,8 @@ def test_txt2img_batches_and_iterations_with_continuing_seeds(api):
     assert (info["seed"], info["all_seeds"], info["steps"], info["cfg_scale"]) == (42, [42, 43, 44, 45], 2, 5.0)
     assert info["all_prompts"] == ["ginger cat"] * 4 and info["all_negative_prompts"] == ["blurry"] * 4
     assert info["sd_model_name"] == SD1_MODEL and info["sampler_name"] == "Euler a"
-    assert info["infotexts"][3] == ("ginger cat\nNegative prompt: blurry\nSteps: 2, Sampler: Euler a, CFG scale: 5.0, "
-                                    f"Seed: 45, Size: 64x64, Model: {SD1_MODEL}")
+    assert info["infotexts"][3] == ("ginger cat\nNegative prompt: blurry\nSteps: 2, Sampler: Euler a, "
+                                    f"Schedule type: Uniform, CFG scale: 5.0, Seed: 45, Size: 64x64, Model: {SD1_MODEL}")
     assert result.parameters["seed"] == 42 and result.parameters["enable_hr"] is False
 
 
@@ -64,13 +65,14 @@ def test_random_seed_is_reported_and_width_rounds_down_to_8(api):
     assert [pico_of(image)["Metadata"]["Seed"] for image in result.images] == [first, first + 1]
 
 
-def test_features_pico_lacks_are_accepted_and_ignored(api):
+def test_features_pico_lacks_are_accepted_and_named(api):
     result = api.txt2img(prompt="", enable_hr=True, hr_scale=2, restore_faces=True, tiling=True, styles=["any"],
                          subseed=5, subseed_strength=0.5, eta=0.5, s_churn=1, script_args=[1],
                          override_settings={"CLIP_stop_at_last_layers": 2},
                          alwayson_scripts={"ADetailer": {"args": [False]}}, **SMALL)
-    assert [image.size for image in result.images] == [(64, 64)]  # no hires pass
+    assert [image.size for image in result.images] == [(128, 128)]  # the hires pass ran
     assert result.info["prompt"] == "" and pico_of(result.image)["Request"]["Phrase"] == ""
+    assert len(result.info["warnings"]) == 8  # restore_faces, tiling, styles, subseed, eta, s_churn, scripts, CPU
 
 
 def test_send_images_false_answers_without_images(server):
@@ -79,16 +81,16 @@ def test_send_images_false_answers_without_images(server):
     assert reply.json["images"] == [] and json.loads(reply.json["info"])["all_seeds"] == [3]
 
 
-@pytest.mark.parametrize("sampler, scheduler, ran", [
-    ("DPM++ 2M", "karras", "DPM++ 2M Karras"),
-    ("DPM++ 2M", "Automatic", "DPM++ 2M"),
-    ("Euler a", "karras", "Euler a"),  # no Karras variant: the sampler's own schedule
-    ("dpm++ 2m", "exponential", "DPM++ 2M"),  # a schedule PICO lacks: the sampler's own
+@pytest.mark.parametrize("sampler, scheduler, ran, schedule", [
+    ("DPM++ 2M", "karras", "DPM++ 2M", "Karras"),
+    ("DPM++ 2M", "Automatic", "DPM++ 2M", "Karras"),  # A1111 1.9+: the sampler's own schedule
+    ("Euler a", "karras", "Euler a", "Uniform"),  # Diffusers has no Karras Euler a: the sampler's own
+    ("dpm++ 2m", "exponential", "DPM++ 2M", "Exponential"),
 ])
-def test_sampler_and_schedule_type_combine(api, sampler, scheduler, ran):
+def test_sampler_and_schedule_type_combine(api, sampler, scheduler, ran, schedule):
     result = api.txt2img(prompt="x", sampler_name=sampler, scheduler=scheduler, **SMALL)
     assert result.info["sampler_name"] == ran
-    assert f"Sampler: {ran}," in result.info["infotexts"][0]
+    assert f"Sampler: {ran}, Schedule type: {schedule}," in result.info["infotexts"][0]
 
 
 def test_img2img_resizes_the_init_image_to_width_and_height(api):
@@ -114,19 +116,17 @@ def test_img2img_with_a_mask_inpaints(api, checkpoint):
     assert embedded["Request"]["Model"] == (checkpoint or SD1_MODEL)
 
 
-def test_mask_is_binarised_inverted_and_blurred_like_a1111():
+def test_mask_is_read_and_inverted_like_a1111():
     mask = Image.new("RGBA", (64, 64), (0, 0, 0, 255))
-    mask.paste((200, 200, 200, 255), (32, 0, 64, 64))  # light grey counts as white
-    plain = a1111_mask(mask, Img2ImgRequest(mask_blur=0), (32, 32))
-    assert (plain.mode, plain.size) == ("L", (32, 32))
-    assert (plain.getpixel((4, 4)), plain.getpixel((28, 4))) == (0, 255)
-    inverted = a1111_mask(mask, Img2ImgRequest(mask_blur=0, inpainting_mask_invert=1), (32, 32))
-    assert (inverted.getpixel((4, 4)), inverted.getpixel((28, 4))) == (255, 0)
-    blurred = a1111_mask(mask, Img2ImgRequest(mask_blur=4), (32, 32))
-    assert 0 < blurred.getpixel((16, 4)) < 255 and blurred.getpixel((0, 4)) == 0
+    mask.paste((200, 200, 200, 255), (32, 0, 64, 64))  # an opaque mask is read as grey (A1111's convert("L"))
+    plain = a1111_mask(mask, Img2ImgRequest())
+    assert (plain.mode, plain.size) == ("L", (64, 64))
+    assert (plain.getpixel((4, 4)), plain.getpixel((60, 4))) == (0, 200)
+    inverted = a1111_mask(mask, Img2ImgRequest(inpainting_mask_invert=1))
+    assert (inverted.getpixel((4, 4)), inverted.getpixel((60, 4))) == (255, 55)
     transparent = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
-    transparent.paste((0, 0, 0, 255), (0, 0, 32, 64))  # opaque left half: the alpha channel is the mask
-    from_alpha = a1111_mask(transparent, Img2ImgRequest(mask_blur=0), (64, 64))
+    transparent.paste((0, 0, 0, 200), (0, 0, 32, 64))  # the alpha channel is the mask, rounded
+    from_alpha = a1111_mask(transparent, Img2ImgRequest())
     assert (from_alpha.getpixel((4, 4)), from_alpha.getpixel((60, 4))) == (255, 0)
 
 
@@ -156,10 +156,11 @@ def test_models_list_switch_and_override(api, server):
 
 
 def test_samplers_and_schedulers(api):
-    assert api.util_get_sampler_names() == sorted(SCHEDULERS)
-    assert api.get_samplers()[0] == {"name": next(iter(SCHEDULERS)), "aliases": [], "options": {}}
-    assert api.get_schedulers() == [
+    assert api.util_get_sampler_names() == sorted(s.name for s in A1111_SAMPLERS)
+    assert api.get_samplers()[0] == {"name": "DPM++ 2M", "aliases": ["k_dpmpp_2m"], "options": {"scheduler": "karras"}}
+    assert api.get_schedulers()[:3] == [
         {"name": "automatic", "label": "Automatic", "aliases": None, "default_rho": -1.0, "need_inner_model": False},
+        {"name": "uniform", "label": "Uniform", "aliases": None, "default_rho": -1.0, "need_inner_model": True},
         {"name": "karras", "label": "Karras", "aliases": None, "default_rho": 7.0, "need_inner_model": False},
     ]
 
@@ -263,7 +264,7 @@ def test_img2img_errors_speak_a1111_names_in_message_and_hint(server):
 
 
 def test_lists_of_features_pico_lacks_are_empty(api, server):
-    assert api.get_scripts() == {"txt2img": [], "img2img": []}
+    assert api.get_scripts() == {"txt2img": [], "img2img": ["sd upscale"]}
     assert api.get_embeddings() == {"loaded": {}, "skipped": {}}
     assert {name: server.get(f"/sdapi/v1/{name}").json for name in EMPTY_LISTS} == {name: [] for name in EMPTY_LISTS}
     assert api.refresh_checkpoints() is None

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from pico.catalog.files import CheckpointFile
 from pico.catalog.models import (
+    SD_X4_UPSCALER_MODEL,
     SDXL_REFINER_MODEL,
     SHORT_NAMES,
     VAE_MODELS,
@@ -15,16 +16,14 @@ from pico.catalog.models import (
     model_id,
 )
 from pico.errors import InvalidRequest, ModelUnavailable, NotFound, PicoError
-from pico.schemas import fields
 from pico.schemas.requests import valid_model_id
-from pico.server.a1111.schemas import LoraItem, OptionsUpdate, SDModelItem, Txt2ImgRequest
-from pico.server.http import read_json_body
+from pico.server.a1111.schemas import LoraItem, SDModelItem, Txt2ImgRequest
 
 if TYPE_CHECKING:
     from pico.server.service import Service
 
 # In the models directory, but not models A1111's txt2img can run (a refiner is named by refiner_checkpoint).
-NOT_CHECKPOINTS = {*VAE_MODELS.values(), VARIATION_MODEL, SDXL_REFINER_MODEL}
+NOT_CHECKPOINTS = {*VAE_MODELS.values(), VARIATION_MODEL, SDXL_REFINER_MODEL, SD_X4_UPSCALER_MODEL}
 DRAWING_FAMILIES = ("sd1", "sd2", "sdxl")  # checkpoint files txt2img can run (inpainting ones serve img2img)
 
 
@@ -115,13 +114,6 @@ def checkpoint_for(service: "Service", request: Txt2ImgRequest) -> str:
     if not request.override_settings_restore_afterwards:
         service.default_model = model
     return model
-
-
-def set_options(service: "Service") -> None:
-    """Apply sd_model_checkpoint (switching the default model); A1111 answers null."""
-    update = fields.parse(OptionsUpdate, read_json_body(service))
-    if update.sd_model_checkpoint is not None:
-        service.default_model = find_checkpoint(service, update.sd_model_checkpoint, "sd_model_checkpoint")
 
 
 def lora_items(service: "Service") -> list[dict[str, Any]]:

@@ -1,48 +1,37 @@
 """The AUTOMATIC1111 web UI API (/sdapi/v1), so A1111 clients (webuiapi, editor plugins, bots) work.
 
-Each call is translated into a PICO request and run as PICO jobs on the same slots as every
-other route; progress, interrupt and skip are views of those jobs. Errors take A1111's shape
-in ``errors.py`` (every path under /sdapi/).
+Each call is translated into PICO requests and run as PICO jobs on the same slots as every
+other route (``generation.py``, ``extras.py``); progress, interrupt and skip are views of those
+jobs. Errors take A1111's shape in ``errors.py`` (every path under /sdapi/).
 """
 
 from __future__ import annotations
 
-import copy
-import json
 import math
 import time
 from typing import TYPE_CHECKING, Any
 
 import bottle
-from PIL import Image, ImageFilter, ImageOps
+from PIL import Image
 
-from pico import __version__
-from pico.errors import InvalidRequest
 from pico.jobs import Job, JobState
-from pico.catalog.pipelines import PipelineInfo, find_pipeline
-from pico.catalog.samplers import SCHEDULERS
 from pico.schemas import fields
-from pico.schemas.images import a1111_parameters, decode_image, to_base64
-from pico.schemas.requests import MAX_SEED, GenerationRequest, pick_seeds
+from pico.schemas.images import to_base64
+from pico.server.a1111 import extras, options
+from pico.server.a1111.checkpoints import checkpoint_items, lora_items, refresh
+from pico.server.a1111.generation import ORIGIN, img2img, txt2img
 from pico.server.a1111.infotext import png_info
-from pico.server.a1111.checkpoints import (
-    checkpoint_for,
-    checkpoint_items,
-    current_title,
-    find_checkpoint,
-    lora_items,
-    refresh,
-    set_options,
-)
+from pico.server.a1111.sampling import sampler_items, scheduler_items
 from pico.server.a1111.schemas import (
-    DEFAULT_SAMPLER,
-    SCHEDULE_TYPES,
     EmbeddingsResponse,
+    LoraItem,
+    ExtrasBatchImagesRequest,
+    ExtrasBatchImagesResponse,
+    ExtrasSingleImageRequest,
+    ExtrasSingleImageResponse,
     ImagesResponse,
     Img2ImgRequest,
-    LoraItem,
-    Options,
-    OptionsUpdate,
+    LatentUpscaleModeItem,
     PngInfoRequest,
     PngInfoResponse,
     ProgressResponse,
@@ -50,30 +39,22 @@ from pico.server.a1111.schemas import (
     SchedulerItem,
     ScriptsList,
     SDModelItem,
+    SDVaeItem,
     Txt2ImgRequest,
+    UpscalerItem,
 )
-from pico.server.http import encoded_images, read_json_body, run_jobs, send_json
-from pico.server.errors import in_protocol_terms
+from pico.server.http import read_json_body, send_json
 from pico.server.openapi import RouteDoc
 
 if TYPE_CHECKING:
     from pico.server.service import Service
 
 PREFIX = "/sdapi/v1"
-ORIGIN = "a1111"  # interrupt and skip reach only the jobs this API started, as in A1111
 TAG = "AUTOMATIC1111 API"
-# PICO request field -> the A1111 field it came from, to name the right one in errors.
-A1111_FIELDS = {
-    "Phrase": "prompt", "NegativePhrase": "negative_prompt", "Seed": "seed", "Steps": "steps",
-    "GuidanceScale": "cfg_scale", "Width": "width", "Height": "height", "Total": "batch_size",
-    "Scheduler": "sampler_name", "Model": "sd_model_checkpoint", "ImageBase64": "init_images",
-    "MaskImageBase64": "mask", "Strength": "denoising_strength", "Refiner": "refiner_checkpoint",
-    "RefinerSwitchAt": "refiner_switch_at",
-}
 # Features PICO lacks: A1111 lists them, PICO's lists are empty.
-EMPTY_LISTS = ("upscalers", "latent-upscale-modes", "sd-vae", "hypernetworks", "face-restorers",
-               "realesrgan-models", "prompt-styles", "script-info", "extensions")
+EMPTY_LISTS = ("hypernetworks", "face-restorers", "realesrgan-models", "prompt-styles", "extensions")
 LIST_SCHEMA = {"type": "array", "items": {"type": "object"}}
+OBJECT_SCHEMA = {"type": "object"}
 
 
 def install(app: bottle.Bottle, service: "Service") -> None:
@@ -83,16 +64,27 @@ def install(app: bottle.Bottle, service: "Service") -> None:
         app.route(f"{PREFIX}/{path}", method, lambda: send_json(callback()),
                   doc=RouteDoc(summary, TAG, request=request, response=response, errors="a1111", query=query))
 
-    route("txt2img", "POST", lambda: txt2img(service), "Text to image", Txt2ImgRequest, ImagesResponse)
+    route("txt2img", "POST", lambda: txt2img(service), "Text to image, with hires fix", Txt2ImgRequest,
+          ImagesResponse)
     route("img2img", "POST", lambda: img2img(service),
-          "Image to image; inpainting when a mask is given", Img2ImgRequest, ImagesResponse)
+          "Image to image; inpainting when a mask is given; the \"SD upscale\" script", Img2ImgRequest, ImagesResponse)
+    route("extra-single-image", "POST", lambda: extras.extra_single_image(service),
+          "Upscale an image (Lanczos, Nearest, or the SD x4 upscaler model)", ExtrasSingleImageRequest,
+          ExtrasSingleImageResponse)
+    route("extra-batch-images", "POST", lambda: extras.extra_batch_images(service), "Upscale several images",
+          ExtrasBatchImagesRequest, ExtrasBatchImagesResponse)
     route("sd-models", "GET", lambda: [i.to_dict() for i in checkpoint_items(service)],
           "The checkpoints: the default model, the text-to-image models of the models directory, and the "
-          "single-file checkpoints of the checkpoint folders", response=_list_of(SDModelItem))
-    route("options", "GET", lambda: Options(current_title(service)).to_dict(),
-          "Settings; sd_model_checkpoint is the default model", response=Options)
-    route("options", "POST", lambda: set_options(service), "Change settings: sd_model_checkpoint switches the "
-          "default model; other settings are ignored", OptionsUpdate, {"type": "null"})
+          "single-file checkpoints of the checkpoint folders",
+          response=_list_of(SDModelItem))
+    route("options", "GET", lambda: options.options(service),
+          "Settings: A1111's, with what clients wrote; pico_options_without_effect names those PICO only keeps",
+          response=OBJECT_SCHEMA)
+    route("options", "POST", lambda: options.set_options(service, read_json_body(service)),
+          "Change settings: sd_model_checkpoint, sd_vae, CLIP_stop_at_last_layers and samples_format take effect; "
+          "every setting is kept and read back", OBJECT_SCHEMA, {"type": "null"})
+    route("cmd-flags", "GET", lambda: options.cmd_flags(service.settings),
+          "A1111's command-line flags, as this server's settings amount to them", response=OBJECT_SCHEMA)
     route("refresh-checkpoints", "POST", lambda: refresh(service),
           "Rescan the checkpoint and LoRA folders now (changes are also noticed within a second)",
           response={"type": "null"})
@@ -101,11 +93,17 @@ def install(app: bottle.Bottle, service: "Service") -> None:
           response={"type": "null"})
     route("loras", "GET", lambda: lora_items(service), "The LoRA files of the LoRA folders, for <lora:NAME:WEIGHT>",
           response=_list_of(LoraItem))
-    route("samplers", "GET", lambda: [SamplerItem(name).to_dict() for name in SCHEDULERS],
-          "The samplers", response=_list_of(SamplerItem))
-    route("schedulers", "GET", lambda: [SchedulerItem(n, label, default_rho=rho).to_dict()
-                                        for n, (label, _, rho) in SCHEDULE_TYPES.items()],
-          "The schedule types PICO applies (others fall back to the sampler's own)", response=_list_of(SchedulerItem))
+    route("samplers", "GET", lambda: [item.to_dict() for item in sampler_items()],
+          "The samplers: A1111 1.10's that Diffusers can run", response=_list_of(SamplerItem))
+    route("schedulers", "GET", lambda: [item.to_dict() for item in scheduler_items()],
+          "The schedule types Diffusers can draw; Automatic is each sampler's own", response=_list_of(SchedulerItem))
+    route("upscalers", "GET", lambda: [item.to_dict() for item in extras.upscaler_items(service)],
+          "The upscalers: None, Lanczos, Nearest, and SD x4 when its model is in the models directory",
+          response=_list_of(UpscalerItem))
+    route("latent-upscale-modes", "GET", lambda: [item.to_dict() for item in extras.latent_mode_items()],
+          "The hires fix's latent upscale modes", response=_list_of(LatentUpscaleModeItem))
+    route("sd-vae", "GET", lambda: [item.to_dict() for item in options.vae_items(service)],
+          "The VAEs sd_vae can name: the ft-EMA and ft-MSE VAEs of the models directory", response=_list_of(SDVaeItem))
     route("png-info", "POST", lambda: _png_info(service), "The generation parameters embedded in a PNG",
           PngInfoRequest, PngInfoResponse)
     route("progress", "GET", lambda: progress(service).to_dict(),
@@ -117,13 +115,27 @@ def install(app: bottle.Bottle, service: "Service") -> None:
     route("skip", "POST", lambda: _skip(service),
           "End the running generations at their next step; a call with n_iter goes on to its next batch",
           response={"type": "null"})
-    route("scripts", "GET", lambda: ScriptsList().to_dict(), "Script titles (PICO has none)", response=ScriptsList)
+    route("scripts", "GET", lambda: ScriptsList(img2img=["sd upscale"]).to_dict(),
+          "Script names: img2img's \"SD upscale\"", response=ScriptsList)
+    route("script-info", "GET", lambda: [_sd_upscale_info(service)], "The scripts and their arguments",
+          response=LIST_SCHEMA)
     route("embeddings", "GET", lambda: EmbeddingsResponse().to_dict(), "Embeddings (PICO loads none)",
           response=EmbeddingsResponse)
     for name in EMPTY_LISTS:
         route(name, "GET", list, f"{name} (PICO has none: always empty)", response=LIST_SCHEMA)
     for name in ("refresh-vae",):
         route(name, "POST", lambda: None, f"{name} (nothing to refresh)", response={"type": "null"})
+
+
+def _sd_upscale_info(service: "Service") -> dict[str, Any]:
+    """A1111's script-info entry of "SD upscale": its arguments as script_args takes them."""
+    return {"name": "sd upscale", "is_alwayson": False, "is_img2img": True, "args": [
+        {"label": None, "value": None, "minimum": None, "maximum": None, "step": None, "choices": None},
+        {"label": "Tile overlap", "value": 64, "minimum": 0, "maximum": 256, "step": 16, "choices": None},
+        {"label": "Upscaler", "value": "None", "minimum": None, "maximum": None, "step": None,
+         "choices": extras.upscalers(service)},
+        {"label": "Scale Factor", "value": 2, "minimum": 0, "maximum": 4, "step": 1, "choices": None},
+    ]}
 
 
 def _interrupt(service: "Service") -> dict:
@@ -139,141 +151,6 @@ def _skip(service: "Service") -> None:
 
 def _list_of(item: type) -> dict:
     return {"type": "array", "items": fields.json_schema(item)}
-
-
-def txt2img(service: "Service") -> dict:
-    """Generate from a prompt."""
-    body = read_json_body(service)
-    request = fields.parse(Txt2ImgRequest, body)
-    model = checkpoint_for(service, request)
-    pipeline = service.engine.resolver.text_to_image_pipeline(model)
-    return generate(service, pipeline, pico_request(service, pipeline, request, model), request, body)
-
-
-def img2img(service: "Service") -> dict:
-    """Redraw init_images[0] at width x height; with a mask, repaint only its white area (inpainting)."""
-    body = read_json_body(service)
-    request = fields.parse(Img2ImgRequest, body)
-    if not request.init_images:
-        raise InvalidRequest("init_images must hold one image", field="init_images")
-    model = checkpoint_for(service, request)
-    max_pixels = service.settings.max_pixels
-    init = decode_image(request.init_images[0], "init_images", max_pixels)
-    strength = {"Strength": request.denoising_strength}
-    if not request.mask:
-        pipeline = find_pipeline("image-to-image")
-        pico = pico_request(service, pipeline, request, model, strength, {"ImageBase64": init})
-        return generate(service, pipeline, pico, request, body)
-    mask = decode_image(request.mask, "mask", max_pixels, "RGBA")
-    pipeline = find_pipeline("inpaint")
-    pico = pico_request(service, pipeline, request, model, strength, {"ImageBase64": init, "MaskImageBase64": mask})
-    size = (pico.width, pico.height)
-    pico.images.update(ImageBase64=init.resize(size), MaskImageBase64=a1111_mask(mask, request, size))
-    return generate(service, pipeline, pico, request, body)
-
-
-def pico_request(service: "Service", pipeline: PipelineInfo, request: Txt2ImgRequest, model: str,
-                 extra: dict[str, Any] | None = None, images: dict[str, Image.Image] | None = None) -> Any:
-    """The pipeline's PICO request for an A1111 one, validated; errors name the A1111 field."""
-    body = {
-        "Phrase": request.prompt or " ",  # A1111 allows an empty prompt, PICO's Phrase not: set below
-        "NegativePhrase": request.negative_prompt or None,
-        "Seed": request.seed if request.seed >= 0 else None,
-        "Steps": request.steps,
-        "GuidanceScale": request.cfg_scale,
-        "Width": request.width // 8 * 8,  # A1111 rounds down to a multiple of 8
-        "Height": request.height // 8 * 8,
-        "Total": request.batch_size,
-        "Scheduler": sampler_for(request),
-        "Model": model,
-        **(extra or {}),
-    }
-    if request.refiner_checkpoint:  # A1111's refiner: PICO's SDXL ensemble of experts (txt2img, SDXL models)
-        if pipeline.route != "stable-diffusion-xl":
-            raise InvalidRequest("refiner_checkpoint works with SDXL models on txt2img", field="refiner_checkpoint")
-        body.update(Refiner=find_checkpoint(service, request.refiner_checkpoint, "refiner_checkpoint"),
-                    RefinerSwitchAt=request.refiner_switch_at)
-    try:
-        pico = pipeline.request_type.parse(body, service.settings.max_pixels, images=images)
-    except InvalidRequest as exc:
-        raise in_protocol_terms(exc, A1111_FIELDS) from None
-    pico.phrase = request.prompt
-    return pico
-
-
-def sampler_for(request: Txt2ImgRequest) -> str:
-    """The SCHEDULERS entry for sampler_name (or sampler_index) and scheduler, e.g. DPM++ 2M + karras."""
-    field = "sampler_name" if request.sampler_name else "sampler_index"
-    asked = request.sampler_name or request.sampler_index or DEFAULT_SAMPLER
-    sampler = {name.lower(): name for name in SCHEDULERS}.get(asked.strip().lower())
-    if sampler is None:
-        raise InvalidRequest(f"{field} {asked!r} is not a sampler PICO has; known: {', '.join(SCHEDULERS)}",
-                             field=field, hint="GET /sdapi/v1/samplers lists them.")
-    _, suffix, _ = SCHEDULE_TYPES.get((request.scheduler or "automatic").strip().lower(), SCHEDULE_TYPES["automatic"])
-    return sampler + suffix if sampler + suffix in SCHEDULERS else sampler
-
-
-def a1111_mask(image: Image.Image, request: Img2ImgRequest, size: tuple[int, int]) -> Image.Image:
-    """The mask as A1111 prepares it: binary (from alpha if transparent), inverted if asked, sized, blurred."""
-    if image.getextrema()[-1] != (255, 255):
-        image = image.getchannel("A")
-    mask = image.convert("L").point(lambda v: 255 if v > 128 else 0)
-    if request.inpainting_mask_invert:
-        mask = ImageOps.invert(mask)
-    mask = mask.resize(size)
-    if request.mask_blur:
-        mask = mask.filter(ImageFilter.GaussianBlur(request.mask_blur))
-    return mask
-
-
-def generate(service: "Service", pipeline: PipelineInfo, pico: GenerationRequest,
-             request: Txt2ImgRequest, body: dict) -> dict:
-    """Run n_iter batches (seeds continuing) and answer A1111's images, parameters and info."""
-    started = time.time()
-    first_seed = pico.seed if pico.seed is not None and pico.seed >= 0 else pick_seeds(None, 1)[0]
-    batches = []
-    for index in range(request.n_iter):  # seeds continue from batch to batch, as in A1111
-        batch = copy.copy(pico)
-        batch.seed = (first_seed + index * pico.total) % (MAX_SEED + 1)
-        batches.append(batch)
-    _, generations = run_jobs(service, pipeline, batches, origin=ORIGIN)
-    images: list[str] = []
-    metadata: list[dict[str, Any]] = []
-    warnings: list[str] = []
-    for batch, generation in zip(batches, generations):
-        if request.send_images:
-            images += [to_base64(png) for png in encoded_images(
-                pipeline, batch, generation, "png", service.settings.png_compress_level)]
-        metadata += generation.metadata
-        warnings += [w for w in generation.warnings if w not in warnings]
-    parameters = {**body, **request.to_dict()}
-    if isinstance(request, Img2ImgRequest) and not body.get("include_init_images"):
-        parameters.update(init_images=None, mask=None)
-    return ImagesResponse(images, parameters, info_text(request, pico, metadata, warnings, started)).to_dict()
-
-
-def info_text(request: Txt2ImgRequest, pico: GenerationRequest, metadata: list[dict[str, Any]],
-              warnings: list[str], started: float) -> str:
-    """A1111's ``info``: a JSON string with the seeds and infotexts of what was made."""
-    seeds = [meta["Seed"] for meta in metadata]
-    count = len(metadata)
-    info = {
-        "prompt": request.prompt, "all_prompts": [request.prompt] * count,
-        "negative_prompt": request.negative_prompt, "all_negative_prompts": [request.negative_prompt] * count,
-        "seed": seeds[0], "all_seeds": seeds, "subseed": -1, "all_subseeds": [-1] * count, "subseed_strength": 0,
-        "width": pico.width, "height": pico.height, "sampler_name": metadata[0]["Scheduler"],
-        "cfg_scale": request.cfg_scale, "steps": request.steps, "batch_size": request.batch_size,
-        "restore_faces": False, "face_restoration_model": None, "sd_model_name": pico.model,
-        "sd_model_hash": (metadata[0].get("Checkpoint") or {}).get("Hash"),
-        "sd_vae_name": None, "sd_vae_hash": None, "seed_resize_from_w": -1, "seed_resize_from_h": -1,
-        "denoising_strength": getattr(request, "denoising_strength", None), "extra_generation_params": {},
-        "index_of_first_image": 0, "infotexts": [a1111_parameters(meta) for meta in metadata], "styles": [],
-        "job_timestamp": time.strftime("%Y%m%d%H%M%S", time.localtime(started)), "clip_skip": 1,
-        "version": f"pico {__version__}",
-    }
-    if warnings:
-        info["warnings"] = warnings
-    return json.dumps(info, ensure_ascii=False)
 
 
 def _png_info(service: "Service") -> dict:

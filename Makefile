@@ -24,7 +24,8 @@ serve: install
 	$(VENV)/bin/pico serve
 
 test: install
-	HF_HUB_OFFLINE=1 $(VENV)/bin/python -m pytest
+	HF_HUB_OFFLINE=1 $(VENV)/bin/python -m pytest -m "not soak"
+	HF_HUB_OFFLINE=1 $(VENV)/bin/python -m pytest -m soak
 
 clean:
 	rm -rf $(VENV) pico-out .pytest_cache

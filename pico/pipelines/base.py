@@ -429,12 +429,13 @@ def _step_callback(pipe: Any, steps: int, ctx: CallContext, stopped: list[int]) 
         return {}
 
     def step_done(done: int) -> bool:
-        if ctx.fault is not None:
+        stop = False
+        if ctx.on_step is not None:
+            total = getattr(pipe, "_num_timesteps", None) or len(pipe.scheduler.timesteps) or steps
+            stop = bool(ctx.on_step(done, total))
+        if ctx.fault is not None:  # after on_step, so a held generation's job shows the step it is at
             ctx.fault()
-        if ctx.on_step is None:
-            return False
-        total = getattr(pipe, "_num_timesteps", None) or len(pipe.scheduler.timesteps) or steps
-        return bool(ctx.on_step(done, total))
+        return stop
 
     if "callback_on_step_end" in inspect.signature(pipe.__call__).parameters:
         def on_step_end(_pipe: Any, index: int, _timestep: Any, tensors: dict) -> dict:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import queue
 import threading
-from concurrent.futures import Future, wait
 from collections.abc import Callable
+from concurrent.futures import Future, wait
 from typing import TypeVar
 
 from pico.errors import Cancelled

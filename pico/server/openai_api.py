@@ -15,7 +15,7 @@ import time
 import typing
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import bottle
 from dataclasses_json import DataClassJsonMixin
@@ -120,25 +120,26 @@ class OpenAIImagesResponse(DataClassJsonMixin):
 class ResultStore:
     """Encoded images for response_format=url: kept an hour, the oldest dropped beyond URL_STORE_BYTES."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic, max_bytes: int = URL_STORE_BYTES) -> None:
         self._items: OrderedDict[str, tuple[float, str, bytes]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
+        self._clock, self._max_bytes = clock, max_bytes  # tests pass their own clock and bound
 
     def put(self, data: bytes, fmt: str) -> str:
         """Store an image; returns its token."""
         token = secrets.token_urlsafe(18)
         with self._lock:
-            self._items[token] = (time.monotonic() + URL_TTL_SECONDS, fmt, data)
+            self._items[token] = (self._clock() + URL_TTL_SECONDS, fmt, data)
             self._bytes += len(data)
-            while self._bytes > URL_STORE_BYTES and len(self._items) > 1:
+            while self._bytes > self._max_bytes and len(self._items) > 1:
                 self._bytes -= len(self._items.popitem(last=False)[1][2])
         return token
 
     def get(self, token: str) -> tuple[str, bytes]:
         """(format, bytes) of a stored image; NotFound once expired."""
         with self._lock:
-            now = time.monotonic()
+            now = self._clock()
             for key in [k for k, (expires, _, _) in self._items.items() if expires < now]:
                 self._bytes -= len(self._items.pop(key)[2])
             item = self._items.get(token)

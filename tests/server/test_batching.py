@@ -83,12 +83,16 @@ def test_requests_forming_a_batch_count_against_the_queue(batching):
         for count, steps in enumerate((2, 3), start=2):  # two batches forming, one request each
             forming.append(Background(batching.post, GEN, body_for("stable-diffusion", Steps=steps)))
             wait_for_active(batching, count)
-        status = batching.get("/api/v1/status").json
+        before = batching.get("/api/v1/status").json
         refused = batching.post(GEN, body_for("stable-diffusion", Steps=4))  # a third: over --queue 2
+        after = batching.get("/api/v1/status").json
         hold.release()
         assert running.result().status == 200
     # partners fill the two forming batches, so they run now rather than at the end of their windows
     partners = [batching.post(GEN, body_for("stable-diffusion", Steps=steps)) for steps in (2, 3)]
-    assert (status["QueueLength"], [j["State"] for j in status["Jobs"]]) == (0, ["running", "queued", "queued"])
+    assert (before["QueueLength"], [j["State"] for j in before["Jobs"]]) == (0, ["running", "queued", "queued"])
     assert (refused.status, refused.json["Error"]["Code"]) == (503, "GPU_BUSY")
+    # refused on arrival, while the two were still forming (not yet in the queue proper, which the
+    # slot's own check would have refused it from later, once their windows ended)
+    assert (after["QueueLength"], [j["State"] for j in after["Jobs"]]) == (0, ["running", "queued", "queued"])
     assert [r.status for r in [*(p.result() for p in forming), *partners]] == [200] * 4

@@ -1,7 +1,9 @@
 """Generations on fixed threads, as the CUDA-graph compile modes need (pico/pipelines/threads.py).
 
 The Ctrl-C tests run in a child process, so a signal never reaches pytest itself, and deliver
-it only once the child says its caller is blocked in the call: no sleep decides the order.
+it only once the child says its caller is blocked in the call: no sleep decides the order. The
+child turns Ctrl-C handling on itself: a test run started in the background (``cmd &`` without job
+control) inherits SIGINT ignored.
 """
 
 from __future__ import annotations
@@ -59,6 +61,8 @@ STEPPING_CHILD = """
 import json, os, signal, sys, threading, time
 from pico.errors import Cancelled
 from pico.pipelines.threads import GenerationThreads
+
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, even if started where it is ignored
 
 target = sys.argv[1]  # "process": as Ctrl-C or kill send it; "generation": the kernel gave it to that thread
 blocked, stepping, outcome = threading.Event(), threading.Event(), []
@@ -125,8 +129,10 @@ def test_only_cuda_graph_modes_move_generations_to_their_own_threads(tiny_models
 
 # A child process whose generation never ends and never steps (a model load, a compile).
 ENDLESS_CHILD = """
-import threading
+import signal, threading
 from pico.pipelines.threads import GenerationThreads
+
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 blocked, working = threading.Event(), threading.Event()
 

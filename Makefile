@@ -26,7 +26,8 @@ serve: install
 	$(VENV)/bin/pico serve
 
 test: install chromium
-	HF_HUB_OFFLINE=1 $(VENV)/bin/python -m pytest
+	HF_HUB_OFFLINE=1 $(VENV)/bin/python -m pytest -m "not soak"
+	HF_HUB_OFFLINE=1 $(VENV)/bin/python -m pytest -m soak
 
 # The playground's browser tests drive Debian's Chromium (Playwright never downloads one). Installed
 # here when missing and we are root (CI); otherwise those tests are skipped with a note.

@@ -32,7 +32,7 @@ def throughput(server: Server, clients: int, seconds: float, body: dict) -> dict
     def client() -> None:
         while time.monotonic() < stop:
             started = time.perf_counter()
-            status, _, _ = server.request("POST", "/api/v1/stable-diffusion", {**body, "Seed": next(seeds)})
+            status = server.post("/api/v1/stable-diffusion", {**body, "Seed": next(seeds)}).status
             if status == 200:
                 done.append(time.perf_counter() - started)
             else:
@@ -68,7 +68,7 @@ def main() -> None:
     for label, extra in (("unbatched", []), ("batched", ["--batch-window-ms", str(args.window_ms),
                                                           "--max-batch", str(max(CLIENTS))])):
         with Server(*common, *extra) as server:
-            server.request("POST", "/api/v1/stable-diffusion", body)
+            server.post("/api/v1/stable-diffusion", body)
             for clients in CLIENTS:
                 row = throughput(server, clients, args.seconds, body)
                 results["rows"].append({"mode": label, **row})

@@ -24,14 +24,13 @@ import re
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import ROOT, Server, machine, table, tiny_models, write_results  # noqa: E402
+from benchmarks.common import ROOT, Background, Server, machine, table, tiny_models, write_results  # noqa: E402
 
 
 def _png(size: int, mode: str = "RGB", fill: Any = (200, 120, 60)) -> str:
@@ -89,12 +88,12 @@ def run(models: Path, steps: int, device: str, tiny: bool, keep: Any) -> tuple[l
             timings, rate, problem = [], None, ""
             for _ in range(2):  # the first answer pays the model load, the second is warm
                 started = time.perf_counter()
-                status, headers, payload = server.request("POST", f"/api/v1/{route}", body)
+                reply = server.post(f"/api/v1/{route}", body)
                 timings.append(time.perf_counter() - started)
-                problem = check_answer(status, payload, side, body.get("Total", 1), device)
+                problem = check_answer(reply.status, reply.body, side, body.get("Total", 1), device)
                 if problem:
                     break
-                job = json.loads(server.request("GET", f"/api/v1/jobs/{headers['X-Pico-Job']}")[2])
+                job = server.get(f"/api/v1/jobs/{reply.header('X-Pico-Job')}").json
                 rate = job["StepsPerSecond"]
             if problem:
                 failures.append(f"{label}: {problem}")
@@ -104,8 +103,8 @@ def run(models: Path, steps: int, device: str, tiny: bool, keep: Any) -> tuple[l
             keep(rows)
         rows.append(concurrent_pair(server, steps, 64 if tiny else 1024, device, failures))
         keep(rows)
-        metrics = server.request("GET", "/metrics")[2].decode()
-        status_body = json.loads(server.request("GET", "/api/v1/status")[2])
+        metrics = server.get("/metrics").body.decode()
+        status_body = server.get("/api/v1/status").json
     peak = re.search(r"^pico_gpu_memory_peak_bytes (\S+)$", metrics, re.M)
     extra = {"peak_gib": float(peak.group(1)) / 2**30 if peak else None,
              "loaded_models": status_body["LoadedModels"], "device": status_body["Device"], "failures": failures}
@@ -114,19 +113,16 @@ def run(models: Path, steps: int, device: str, tiny: bool, keep: Any) -> tuple[l
 
 def concurrent_pair(server: Server, steps: int, side: int, device: str, failures: list[str]) -> list[Any]:
     """Two SDXL requests at once on two slots: they share the model's weights (and its VAE)."""
-    answers: list[tuple[int, bytes]] = []
     body = {"Phrase": "ginger cat", "Steps": steps, "Seed": 7}
-
-    def post() -> None:
-        status, _headers, payload = server.request("POST", "/api/v1/stable-diffusion-xl", body)
-        answers.append((status, payload))
-
     started = time.perf_counter()
-    threads = [threading.Thread(target=post) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    pending = [Background(server.post, "/api/v1/stable-diffusion-xl", body) for _ in range(2)]
+    answers: list[tuple[int, bytes]] = []
+    for each in pending:
+        try:
+            reply = each.result(3600)
+        except Exception:  # noqa: BLE001 - counted below as a request without an answer
+            continue
+        answers.append((reply.status, reply.body))
     seconds = time.perf_counter() - started
     problems = [p for p in (check_answer(status, payload, side, 1, device) for status, payload in answers) if p]
     if len(answers) != 2:

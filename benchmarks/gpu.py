@@ -21,7 +21,6 @@ The results are rewritten after every row, so a run cut short keeps what it meas
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 import time
@@ -112,13 +111,13 @@ def served(models: Path, steps: int, repeat: int, device: str, sizes: dict[str, 
             seconds, rates = [], []
             for _ in range(repeat):
                 started = time.perf_counter()
-                status, headers, payload = server.request("POST", f"/api/v1/{route}", body)
+                reply = server.post(f"/api/v1/{route}", body)
                 seconds.append(time.perf_counter() - started)
-                if status != 200:
-                    raise RuntimeError(f"{name}: {status} {payload[:300]!r}")
-                job = json.loads(server.request("GET", f"/api/v1/jobs/{headers['X-Pico-Job']}")[2])
+                if reply.status != 200:
+                    raise RuntimeError(f"{name}: {reply.status} {reply.body[:300]!r}")
+                job = server.get(f"/api/v1/jobs/{reply.header('X-Pico-Job')}").json
                 rates.append(job["StepsPerSecond"])
-            metrics = server.request("GET", "/metrics")[2].decode()
+            metrics = server.get("/metrics").body.decode()
             peak = re.search(r"^pico_gpu_memory_peak_bytes (\S+)$", metrics, re.M)
             record(name, {"seconds_per_image": min(seconds), "steps_per_s": max(rates),
                           "peak_gib": float(peak.group(1)) / 2**30 if peak else None})

@@ -11,13 +11,12 @@ from __future__ import annotations
 import argparse
 import base64
 import sys
-import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import Server, machine, summary, table, time_calls, tiny_models, write_results  # noqa: E402
+from benchmarks.common import Background, Server, machine, summary, table, time_calls, tiny_models, write_results  # noqa: E402
 
 
 def direct(models: Path, body: dict, repeat: int) -> list[float]:
@@ -37,7 +36,7 @@ def direct(models: Path, body: dict, repeat: int) -> list[float]:
 def served(server: Server, body: dict, repeat: int) -> list[float]:
     """Seconds per request over HTTP, response received and parsed."""
     def post() -> None:
-        status, _, _ = server.request("POST", "/api/v1/stable-diffusion", body)
+        status = server.post("/api/v1/stable-diffusion", body).status
         assert status == 200, status
 
     return time_calls(post, repeat, warm_up=3)
@@ -45,18 +44,15 @@ def served(server: Server, body: dict, repeat: int) -> list[float]:
 
 def health_while_generating(server: Server, polls: int) -> list[float]:
     """Health latencies while a long generation holds the only slot."""
-    worker = threading.Thread(target=server.request, args=(
-        "POST", "/api/v1/stable-diffusion", {"Phrase": "ginger cat", "Steps": 250}))
-    worker.start()
-    while server.request("GET", "/api/v1/health")[2] != b'{"Status": "Busy"}':
-        time.sleep(0.01)
+    generation = Background(server.post, "/api/v1/stable-diffusion", {"Phrase": "ginger cat", "Steps": 250})
+    server.wait_for_health("Busy")
     timings = []
     for _ in range(polls):
         started = time.perf_counter()
-        server.request("GET", "/api/v1/health")
+        server.get("/api/v1/health")
         timings.append(time.perf_counter() - started)
         time.sleep(0.01)
-    worker.join()
+    generation.result(600)
     return timings
 
 

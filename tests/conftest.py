@@ -1,4 +1,5 @@
-"""Shared fixtures: the tiny real models (built once per run), an engine on them, images as base64."""
+"""Shared fixtures: the tiny real models (built once per run by `pico demo-models`), an engine on
+them, live servers (one per distinct configuration), images as base64."""
 
 from __future__ import annotations
 
@@ -13,15 +14,69 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from PIL import Image  # noqa: E402
 
+from tests.live import LiveServer  # noqa: E402
+
 
 @pytest.fixture(scope="session")
-def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A models directory holding the tiny random-weight pipelines for every default id."""
-    from pico.pipelines.tiny import write_tiny_models
+def demo_models_run(tmp_path_factory: pytest.TempPathFactory):
+    """`pico demo-models DIR`, run once: (DIR, the command's result)."""
+    from typer.testing import CliRunner
+
+    from pico.cli import app
 
     root = tmp_path_factory.mktemp("models")
-    write_tiny_models(root)
-    return root
+    result = CliRunner().invoke(app, ["demo-models", str(root)])
+    assert result.exit_code == 0, result.output
+    return root, result
+
+
+@pytest.fixture(scope="session")
+def tiny_models(demo_models_run) -> Path:
+    """A models directory holding the tiny random-weight pipelines for every default id."""
+    return demo_models_run[0]
+
+
+@pytest.fixture(scope="session")
+def demo_cache(tmp_path_factory: pytest.TempPathFactory, tiny_models: Path) -> Path:
+    """A PICO_CACHE_DIR whose demo models are the session's tiny models (so --demo builds nothing)."""
+    cache = tmp_path_factory.mktemp("cache")
+    (cache / "demo-models").symlink_to(tiny_models, target_is_directory=True)
+    return cache
+
+
+@pytest.fixture(scope="session")
+def serve(tiny_models: Path, tmp_path_factory: pytest.TempPathFactory):
+    """Start a live server: ``serve(*args, env=None, models=True, fresh=False) -> LiveServer``.
+
+    Servers are shared: the same arguments and environment give the server already running
+    (each start costs seconds). ``models`` adds ``--models-dir`` with the tiny models. A test that
+    stops its server asks for a ``fresh`` one, which nobody else gets. Every server can hold its
+    generations open (``with server.held():``).
+    """
+    running: dict[tuple, LiveServer] = {}
+    started: list[LiveServer] = []
+
+    def start(*args: str, env: dict[str, str] | None = None, models: bool = True, fresh: bool = False) -> LiveServer:
+        key = (args, tuple(sorted((env or {}).items())), models)
+        if not fresh and key in running and running[key].process.poll() is None:
+            return running[key]
+        folder = tmp_path_factory.mktemp("serve")
+        live = LiveServer(["--device", "cpu", *(["--models-dir", str(tiny_models)] if models else []), *args], env=env,
+                          log=folder / "serve.log", hold=folder / "hold")
+        started.append(live)
+        if not fresh:
+            running[key] = live
+        return live
+
+    yield start
+    for live in started:
+        live.stop()
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Say how many servers the run started: each start costs seconds, so the count should stay small."""
+    if LiveServer.starts:
+        terminalreporter.write_line(f"pico serve started {LiveServer.starts} time(s)")
 
 
 @pytest.fixture(scope="session")

@@ -45,19 +45,19 @@ def step_callback(pipe: Any, ctx: CallContext, stopped: list[int]) -> dict[str, 
     reported = [0]
 
     def step_done(index: int, latents: Any) -> bool:
-        if ctx.fault is not None:
-            ctx.fault()
         done, total = steps_done(pipe.scheduler, index)
-        if done == reported[0]:
-            return False
-        reported[0] = done
-        stop = bool(ctx.on_step(done, total)) if ctx.on_step is not None else False
-        if ctx.on_preview is not None and latents is not None:
-            from pico.pipelines.previews import latents_to_images
+        stop = False
+        if done != reported[0]:
+            reported[0] = done
+            stop = bool(ctx.on_step(done, total)) if ctx.on_step is not None else False
+            if ctx.on_preview is not None and latents is not None:
+                from pico.pipelines.previews import latents_to_images
 
-            ctx.on_preview(done, lambda: latents_to_images(pipe, latents, ctx.size))
-        if stop and not stopped:
-            stopped.append(done)
+                ctx.on_preview(done, lambda: latents_to_images(pipe, latents, ctx.size))
+            if stop and not stopped:
+                stopped.append(done)
+        if ctx.fault is not None:  # after the step is counted and previewed: a held job shows where it is held
+            ctx.fault()
         return stop
 
     if "callback_on_step_end" in inspect.signature(pipe.__call__).parameters:

@@ -11,14 +11,20 @@ from __future__ import annotations
 
 import queue
 import threading
-from concurrent.futures import Future
 from collections.abc import Callable
+from concurrent.futures import Future, wait
 from typing import TypeVar
 
 from pico.errors import Cancelled
 from pico.schemas.results import StepCallback
 
 T = TypeVar("T")
+
+# The caller waits in slices this long. Python runs signal handlers only on the main thread, and
+# only between bytecodes: a Ctrl-C that lands just before the caller blocks, or on another thread
+# (the kernel may hand a process-wide SIGINT to any thread), would otherwise go unseen until the
+# generation ends.
+WAKE_EVERY = 0.05
 
 
 class GenerationThreads:
@@ -30,9 +36,10 @@ class GenerationThreads:
 
     def __init__(self, count: int):
         self._tasks: queue.SimpleQueue = queue.SimpleQueue()
-        self._count = count
-        for index in range(count):
-            threading.Thread(target=self._work, name=f"pico-generate-{index}", daemon=True).start()
+        self._threads = [threading.Thread(target=self._work, name=f"pico-generate-{index}", daemon=True)
+                         for index in range(count)]
+        for thread in self._threads:
+            thread.start()
 
     def _work(self) -> None:
         while (task := self._tasks.get()) is not None:
@@ -59,13 +66,22 @@ class GenerationThreads:
         future: Future = Future()
         try:  # put inside: a Ctrl-C can land just after the generation was handed over
             self._tasks.put((future, generate, step))
+            self._wait(future)
             return future.result()
         except BaseException:
             abandoned.set()
             future.cancel()  # not started yet: it never will
             raise
 
-    def close(self) -> None:
-        """Let the threads end once their calls are done."""
-        for _ in range(self._count):
+    def _wait(self, future: Future) -> None:
+        """Block until ``future`` is done, waking every WAKE_EVERY seconds so pending signal handlers run."""
+        while not future.done():
+            wait([future], timeout=WAKE_EVERY)
+
+    def close(self, wait_seconds: float = 0) -> bool:
+        """Let the threads end once their calls are done; wait up to ``wait_seconds``. True when all ended."""
+        for _ in self._threads:
             self._tasks.put(None)
+        for thread in self._threads:
+            thread.join(wait_seconds)
+        return not any(thread.is_alive() for thread in self._threads)

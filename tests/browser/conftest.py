@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.server.live import LiveServer
+from tests.live import tiny_server
 
 CHROMIUM = os.environ.get("PICO_CHROMIUM", "/usr/bin/chromium")
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-dev-shm-usage",
@@ -51,7 +51,7 @@ def browser():
 @pytest.fixture(scope="module")
 def site(tiny_models, tmp_path_factory):
     """`pico serve` on the tiny models (what --demo serves), one slot and one queue place."""
-    server = LiveServer(tiny_models, "--queue", "1", log=tmp_path_factory.mktemp("log") / "serve.log")
+    server = tiny_server(tiny_models, "--queue", "1", log=tmp_path_factory.mktemp("log") / "serve.log")
     yield server
     server.stop()
 

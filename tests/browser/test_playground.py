@@ -17,7 +17,7 @@ from PIL import Image
 
 from tests.browser.conftest import LAPTOP, PHONE
 from tests.server.conftest import API_KEY
-from tests.server.live import LiveServer
+from tests.live import tiny_server
 
 pytestmark = pytest.mark.browser
 
@@ -167,7 +167,7 @@ def test_it_reads_well_on_a_phone(browser, site):
 
 
 def test_behind_an_api_key_the_page_asks_once_and_keeps_it(browser, tiny_models, tmp_path):
-    keyed = LiveServer(tiny_models, "--api-key", API_KEY, log=tmp_path / "serve.log")
+    keyed = tiny_server(tiny_models, "--api-key", API_KEY, log=tmp_path / "serve.log")
     try:
         context = browser.new_context(viewport=LAPTOP)
         page = context.new_page()

@@ -6,18 +6,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from tests.cli.conftest import flat, pixels, png_files, run_pico
-
-
-@pytest.fixture
-def demo_cache(tmp_path: Path, tiny_models: Path) -> Path:
-    """A cache folder whose demo models are the session's tiny models (so --demo builds nothing)."""
-    cache = tmp_path / "cache"
-    cache.mkdir()
-    (cache / "demo-models").symlink_to(tiny_models, target_is_directory=True)
-    return cache
 
 
 def test_demo_images_carry_parameters_that_make_them_again(pico, tmp_path, demo_cache, monkeypatch):

@@ -93,13 +93,36 @@ def test_default_output_names_each_file_and_warns_on_stderr(pico, models, tmp_pa
 
 
 def test_other_formats_and_no_overwrite(pico, models, tmp_path):
-    for _ in range(2):
-        result = pico("stable-diffusion", "cat", "--seed", "3", "--format", "jpeg", *STEPS, *models, "-q")
+    for fmt in ("jpeg", "jpeg", "webp"):
+        result = pico("stable-diffusion", "cat", "--seed", "3", "--format", fmt, *STEPS, *models, "-q")
         assert result.exit_code == 0, result.output
-    files = sorted((tmp_path / "pico-out").iterdir())
-    assert [f.suffix for f in files] == [".jpg", ".jpg"]
-    assert len({f.name for f in files}) == 2
+    files = sorted((tmp_path / "pico-out").iterdir(), key=lambda f: (f.suffix, f.name))
+    assert [f.suffix for f in files] == [".jpg", ".jpg", ".webp"]
+    assert len({f.name for f in files}) == 3
+    assert [f.read_bytes()[:3] for f in files[:2]] == [b"\xff\xd8\xff"] * 2
+    webp = files[2].read_bytes()
+    assert (webp[:4], webp[8:12]) == (b"RIFF", b"WEBP") and size_of(files[2]) == (64, 64)
     assert read_parameters(files[0].read_bytes()) == {"pico": None, "parameters": None}
+
+
+def test_out_of_memory_exits_5_with_a_hint(pico, models, tmp_path, monkeypatch):
+    monkeypatch.setenv("PICO_FAULTS", "oom:1")  # the fault seam: the first generation runs out of memory
+    result = pico("stable-diffusion", "cat", *STEPS, *models)
+    assert result.exit_code == 5, result.output
+    assert "error: The cpu device ran out of memory: CUDA out of memory." in flat(result.stderr)
+    assert "hint: Ask for fewer images (Total)" in flat(result.stderr) and "Traceback" not in result.stderr
+    assert not (tmp_path / "pico-out").exists() or png_files(tmp_path / "pico-out") == []
+
+
+def test_demo_models_writes_every_default_model(demo_models_run):
+    # The suite's tiny models are made by `pico demo-models DIR` (tests/conftest.py), so every test uses them.
+    from pico.pipelines.models import DEFAULT_MODELS, SDXL_FP16_VAE, VAE_MODELS
+
+    folder, result = demo_models_run
+    ids = [str(Path(line).relative_to(folder)) for line in result.stdout.splitlines()]
+    assert sorted(ids) == sorted({*DEFAULT_MODELS, *VAE_MODELS.values(), SDXL_FP16_VAE})
+    assert all((folder / model_id / "model_index.json").exists() for model_id in DEFAULT_MODELS)
+    assert all((folder / vae / "config.json").exists() for vae in (*VAE_MODELS.values(), SDXL_FP16_VAE))
 
 
 def test_a_taken_name_gets_a_counter_and_the_old_file_is_kept(tmp_path):

@@ -14,7 +14,7 @@ from PIL import Image
 from tests.cli.conftest import run_pico, write_png
 from tests.ray.conftest import assert_no_ray_process_left
 from tests.ray.test_serve import wait_for
-from tests.server.live import LiveServer
+from tests.live import tiny_server
 
 pytestmark = pytest.mark.ray
 
@@ -71,7 +71,7 @@ def test_batch_on_a_local_cluster_matches_a_local_run_pixel_for_pixel(tiny_model
 
 def test_sigterm_lets_the_running_generation_finish_then_stops_the_local_cluster(tiny_models, tmp_path, ray_temp):
     pytest.importorskip("ray")
-    live = LiveServer(tiny_models, "--ray", "local", env={"RAY_TMPDIR": str(ray_temp)}, log=tmp_path / "serve.log")
+    live = tiny_server(tiny_models, "--ray", "local", env={"RAY_TMPDIR": str(ray_temp)}, log=tmp_path / "serve.log")
     try:
         with ThreadPoolExecutor(1) as pool:
             running = pool.submit(live.post, "/api/v1/stable-diffusion",

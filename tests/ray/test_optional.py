@@ -9,11 +9,11 @@ import pytest
 from pico.cli.options import Common
 from pico.config import Settings
 from pico.errors import ReplicaFailed
-from tests.server.live import LiveServer
+from tests.live import tiny_server
 
 
 def test_pico_serve_without_ray_never_imports_it(tiny_models, tmp_path):
-    live = LiveServer(tiny_models, log=tmp_path / "serve.log")
+    live = tiny_server(tiny_models, log=tmp_path / "serve.log")
     try:
         reply = live.post("/api/v1/stable-diffusion", {"Phrase": "cat", "Steps": 1, "Width": 64, "Height": 64})
         assert reply.status == 200

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.server.live import LiveServer
+from tests.live import LiveServer, tiny_server
 
 pytestmark = pytest.mark.ray
 
@@ -30,9 +30,9 @@ LONG = {"Phrase": "ginger cat", "Quality": 1.0, "Width": 64, "Height": 64}  # 25
 def doors(ray_cluster, tiny_models, tmp_path_factory):
     """Front door A deploys two replicas; front door B joins them. Both must stop with status 0."""
     logs = tmp_path_factory.mktemp("doors")
-    first = LiveServer(tiny_models, "--ray", ray_cluster.address, "--replicas", "2", log=logs / "a.log")
+    first = tiny_server(tiny_models, "--ray", ray_cluster.address, "--replicas", "2", log=logs / "a.log")
     try:
-        second = LiveServer(tiny_models, "--ray", ray_cluster.address, log=logs / "b.log")
+        second = tiny_server(tiny_models, "--ray", ray_cluster.address, log=logs / "b.log")
     except BaseException:
         first.stop()
         raise

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
-import time
 
 import pytest
 import webuiapi
@@ -25,9 +23,10 @@ from pico.server.a1111.generation import a1111_mask
 from pico.server.a1111.routes import EMPTY_LISTS
 from pico.server.a1111.schemas import Img2ImgRequest
 from tests.conftest import b64, png_bytes
+from tests.live import Background, wait_until
 
 SMALL = {"width": 64, "height": 64, "steps": 2}
-LONG = 250  # the most steps a request may ask: seconds on the tiny models, so an interrupt must end it
+STEPS = 8  # generations are held at their first step, so an interrupt always lands mid-run
 
 
 @pytest.fixture(scope="module")
@@ -179,56 +178,61 @@ def test_png_info_reads_what_pico_embedded(api):
     assert (plain["info"], plain["items"], plain["parameters"]["Prompt"]) == ("", {}, "")
 
 
-def start_txt2img(api, **kw):
-    holder = {}
-    thread = threading.Thread(target=lambda: holder.update(result=api.txt2img(prompt="x", **kw)))
-    thread.start()
-    return thread, holder
-
-
 def running(api, batch: int = 0, timeout: float = 60) -> dict:
     """Poll progress until the running job's batch ``batch`` (A1111's job_no) has taken a step."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        progress = api.get_progress()
-        state = progress["state"]
-        if state["sampling_step"] >= 1 and state["job_no"] == batch:
-            return progress
-        time.sleep(0.05)
-    raise AssertionError(f"batch {batch} never started running")
+    return wait_until(lambda: (lambda p: p if p["state"]["sampling_step"] >= 1 and p["state"]["job_no"] == batch
+                               else None)(api.get_progress()), timeout, f"batch {batch} to run")
+
+
+def qualities(result) -> list[int]:
+    """Steps each image was denoised for (an interrupted batch stops early)."""
+    return [pico_of(image)["Metadata"]["Quality"] for image in result.images]
 
 
 def test_progress_then_interrupt_returns_the_images_so_far(api, server):
     assert api.get_progress()["state"]["job_count"] == 0
-    thread, holder = start_txt2img(api, steps=LONG, n_iter=3, width=64, height=64)
-    progress = running(api)
+    with server.held() as hold:
+        pending = Background(api.txt2img, prompt="x", steps=STEPS, n_iter=3, width=64, height=64)
+        progress = running(api)  # held at its first step
+        assert api.interrupt() == {}
+        hold.release()  # the next step sees the interrupt
+        result = pending.result()  # 200: webuiapi raises on any other status
     state = progress["state"]
-    assert 0 < progress["progress"] < 0.5 and progress["eta_relative"] > 0 and progress["current_image"] is None
-    assert (state["sampling_steps"], state["job_count"], state["interrupted"]) == (LONG, 1, False)
-    asked = time.monotonic()
-    assert api.interrupt() == {}
-    thread.join(30)
-    assert time.monotonic() - asked < 5
-    result = holder["result"]  # 200: webuiapi raises on any other status
-    assert [image.size for image in result.images] == [(64, 64)]  # the first of 3 batches, then it stopped
+    assert progress["progress"] == round(0.01 + 1 / STEPS, 4) and progress["current_image"] is None  # A1111's 0.01
+    assert progress["eta_relative"] > 0
+    assert (state["sampling_step"], state["sampling_steps"], state["job_count"], state["interrupted"]) == (
+        1, STEPS, 1, False)
+    assert qualities(result) == [2]  # the first of 3 batches, stopped at step 2, then no more batches
     job = server.get(f"/api/v1/jobs/{state['job']}").json
-    assert job["State"] == "done" and job["Step"] < LONG
+    assert (job["State"], job["Step"], job["Images"]) == ("done", 2, 1)
     idle = api.get_progress()
     assert (idle["progress"], idle["state"]["job_count"], idle["state"]["job"]) == (0, 0, "")
 
 
 def test_skip_ends_the_batch_and_goes_on_to_the_next(api, server):
-    thread, holder = start_txt2img(api, steps=LONG, n_iter=2, width=64, height=64, seed=11)
-    job = running(api)["state"]["job"]
-    assert api.skip() is None  # A1111 answers null
-    assert running(api, batch=1)["state"]["job"] == job  # both batches are one job, holding one slot
-    api.interrupt()
-    thread.join(30)
-    result = holder["result"]
+    with server.held() as hold:
+        pending = Background(api.txt2img, prompt="x", steps=STEPS, n_iter=2, width=64, height=64, seed=11)
+        job = running(api)["state"]["job"]
+        assert api.skip() is None  # A1111 answers null
+        hold.release()
+        result = pending.result()
     assert result.info["all_seeds"] == [11, 12] and len(result.images) == 2
+    assert qualities(result) == [2, STEPS]  # the first batch stopped at its next step, the second ran in full
     done = server.get(f"/api/v1/jobs/{job}").json
-    assert (done["State"], done["Images"], done["Seeds"]) == ("done", 2, [11, 12])
-    assert done["Step"] < LONG  # the second batch was interrupted too
+    assert (done["State"], done["Images"], done["Seeds"], done["Step"]) == ("done", 2, [11, 12], STEPS)
+
+
+def test_a1111_generations_are_jobs_named_in_x_pico_job(server):
+    reply = server.post("/sdapi/v1/txt2img", {"prompt": "x", "seed": 8, "batch_size": 2, **SMALL})
+    job = server.get(f"/api/v1/jobs/{reply.header('X-Pico-Job')}").json
+    assert (job["State"], job["Pipeline"], job["Images"], job["Seeds"]) == ("done", "stable-diffusion", 2, [8, 9])
+
+
+def test_the_default_model_is_the_current_checkpoint(operations):
+    # --default-model sd2 on that server
+    assert webuiapi.WebUIApi(host="127.0.0.1", port=operations.port).util_get_current_model() == SD2_MODEL
+    reply = operations.post("/sdapi/v1/txt2img", {"prompt": "x", **SMALL})
+    assert json.loads(reply.json["info"])["sd_model_name"] == SD2_MODEL
 
 
 @pytest.mark.parametrize("body, detail", [

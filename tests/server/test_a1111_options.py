@@ -13,14 +13,14 @@ import pytest
 import webuiapi
 from PIL import Image
 
-from tests.server.live import LiveServer
+from tests.live import tiny_server
 
 SMALL = {"width": 64, "height": 64, "steps": 2, "seed": 17, "prompt": "ginger cat"}
 
 
 @pytest.fixture(scope="module")
 def live(tiny_models, tmp_path_factory):
-    server = LiveServer(tiny_models, log=tmp_path_factory.mktemp("log") / "serve.log")
+    server = tiny_server(tiny_models, log=tmp_path_factory.mktemp("log") / "serve.log")
     yield server
     server.stop()
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import base64
 import io
 import json
-import threading
-import time
+import re
 
 import pytest
 from PIL import Image
 
 from tests.conftest import b64, png_bytes
+from tests.live import Background, wait_until
 
 ROUTES = {
     "stable-diffusion": "StableDiffusion",
@@ -22,6 +22,7 @@ ROUTES = {
     "stable-diffusion-inpaint": "StableDiffusionInpaint",
 }
 SEED_BODY = {"Phrase": "ginger cat"}  # the seed README's curl example
+JOB_ID = re.compile(r"^\d{6}-[0-9a-f]{8}$")
 
 
 def body_for(route: str, **extra) -> dict:
@@ -55,7 +56,11 @@ def test_the_seed_readme_example_as_written(server):
     assert image["Name"] == "StableDiffusionXL"
     assert decode_png(image["ImageBase64"]).size == (64, 64)
     assert image["Metadata"]["Quality"] == 50 and image["Metadata"]["Phrase"] == "ginger cat"
-    assert reply.header("X-Pico-Job")
+    job_id = reply.header("X-Pico-Job")
+    assert JOB_ID.match(job_id)
+    job = server.get(f"/api/v1/jobs/{job_id}").json
+    assert (job["Id"], job["State"], job["Pipeline"], job["Seeds"]) == (
+        job_id, "done", "stable-diffusion-xl", [image["Metadata"]["Seed"]])
 
 
 @pytest.mark.parametrize("route", ROUTES)
@@ -78,6 +83,13 @@ def test_images_embed_the_request_that_made_them(server):
     assert embedded["Pipeline"] == "stable-diffusion"
     assert embedded["Request"]["Seed"] == 5 and embedded["Request"]["Total"] == 2
     assert embedded["Metadata"] == second["Metadata"]
+
+
+def test_images_carry_an_automatic1111_parameters_text(server):
+    reply = server.post("/api/v1/stable-diffusion", body_for("stable-diffusion", Seed=5, NegativePhrase="dog"))
+    image = decode_png(reply.json["Images"][0]["ImageBase64"])
+    assert image.text["parameters"] == ("ginger cat\nNegative prompt: dog\nSteps: 2, Sampler: PNDM, CFG scale: 7.5, "
+                                        "Seed: 5, Size: 64x64, Model: runwayml/stable-diffusion-v1-5")
 
 
 def test_output_format_jpeg(server):
@@ -154,18 +166,16 @@ def test_405_for_a_wrong_method(server):
 
 
 def test_one_slot_busy_answers_503_and_health_stays_fast(server):
-    results = {}
-    long_body = body_for("stable-diffusion", Steps=120)
-    worker = threading.Thread(target=lambda: results.update(first=server.post("/api/v1/stable-diffusion", long_body)))
-    worker.start()
-    slowest = server.wait_for_health("Busy")
-    second = server.post("/api/v1/stable-diffusion", body_for("stable-diffusion"))
-    status = server.get("/api/v1/status").json
-    worker.join()
+    with server.held():
+        first = Background(server.post, "/api/v1/stable-diffusion", body_for("stable-diffusion"))
+        slowest = server.wait_for_health("Busy")
+        server.wait_for_jobs("running")
+        second = server.post("/api/v1/stable-diffusion", body_for("stable-diffusion"))
+        status = server.get("/api/v1/status").json
     assert second.status == 503
     assert second.json["Error"]["Code"] == "GPU_BUSY"
     assert second.header("Retry-After") == "2"
-    assert results["first"].status == 200
+    assert first.result().status == 200
     assert slowest < 0.5
     assert (status["Status"], status["SlotsInUse"], status["Slots"], status["QueueLength"]) == ("Busy", 1, 1, 0)
     assert status["Jobs"][0]["State"] == "running"
@@ -195,8 +205,10 @@ def test_cors_allows_any_origin_by_default(server):
 def test_one_log_line_per_request(server):
     server.post("/api/v1/stable-diffusion", body_for("stable-diffusion", Seed=77))
     server.post("/api/v1/stable-diffusion", {"Total": 9})
-    time.sleep(0.2)
-    lines = server.log_text().splitlines()
-    assert any("POST /api/v1/stable-diffusion 200 " in line and line.endswith("images=1 seed=77") for line in lines)
-    assert any("POST /api/v1/stable-diffusion 422 " in line and line.endswith("error=INVALID_REQUEST")
-               for line in lines)
+
+    def logged(status: int, ending: str) -> bool:
+        return any(f"POST /api/v1/stable-diffusion {status} " in line and line.endswith(ending)
+                   for line in server.log_text().splitlines())
+
+    wait_until(lambda: logged(200, "images=1 seed=77"), 10, "the 200 line")
+    wait_until(lambda: logged(422, "error=INVALID_REQUEST"), 10, "the 422 line")

@@ -20,7 +20,7 @@ import webuiapi
 from PIL import Image
 
 from pico.catalog.models import SD1_MODEL
-from tests.server.live import LiveServer
+from tests.live import tiny_server
 
 COMMON = {"Phrase": "ginger cat", "Steps": 3, "Seed": 7, "GuidanceScale": 7, "Width": 64, "Height": 64,
           "Scheduler": "Euler"}
@@ -45,7 +45,7 @@ def folders(tiny_models, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def live(tiny_models, folders, tmp_path_factory):
-    server = LiveServer(tiny_models, "--checkpoint-dir", str(folders / "a1111"), "--checkpoint-dir",
+    server = tiny_server(tiny_models, "--checkpoint-dir", str(folders / "a1111"), "--checkpoint-dir",
                         str(folders / "comfy"), "--lora-dir", str(folders / "lora-extra"),
                         env={"PICO_CACHE_DIR": str(tmp_path_factory.mktemp("pico-cache"))},
                         log=tmp_path_factory.mktemp("log") / "serve.log")

@@ -16,7 +16,7 @@ import time
 import pytest
 from PIL import Image
 
-from tests.server.live import LiveServer
+from tests.live import LiveServer, tiny_server
 from tests.server.sse import Event, EventStream
 
 SD = "/api/v1/stable-diffusion"
@@ -27,7 +27,7 @@ LONG_STEPS = 250
 @pytest.fixture(scope="module")
 def live(tiny_models, tmp_path_factory):
     """One slot, two queue places, two event streams at most."""
-    server = LiveServer(tiny_models, "--queue", "2", "--max-streams", str(MAX_STREAMS),
+    server = tiny_server(tiny_models, "--queue", "2", "--max-streams", str(MAX_STREAMS),
                         log=tmp_path_factory.mktemp("log") / "serve.log")
     yield server
     server.stop()

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.png_files import chunk, huge_png
-from tests.server.live import LiveServer
+from tests.live import LiveServer, tiny_server
 
 HEADER_TIMEOUT = 2  # seconds the limits server gives a request head (PICO_HEADER_TIMEOUT)
 KNOWN_METHODS = {"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "CONNECT", "TRACE", "OTHER"}
@@ -22,7 +22,7 @@ KNOWN_METHODS = {"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "CO
 @pytest.fixture(scope="module")
 def limited(tiny_models, tmp_path_factory):
     """A server with the defaults but a short head deadline (set through the environment, as an operator could)."""
-    live = LiveServer(tiny_models, env={"PICO_HEADER_TIMEOUT": str(HEADER_TIMEOUT)},
+    live = tiny_server(tiny_models, env={"PICO_HEADER_TIMEOUT": str(HEADER_TIMEOUT)},
                       log=tmp_path_factory.mktemp("log") / "serve.log")
     yield live
     live.stop()
@@ -246,7 +246,7 @@ def test_links_use_the_host_the_client_connected_with(limited):
 
 
 def test_links_trust_forwarded_headers_with_trust_proxy(tiny_models, tmp_path):
-    live = LiveServer(tiny_models, "--trust-proxy", log=tmp_path / "serve.log")
+    live = tiny_server(tiny_models, "--trust-proxy", log=tmp_path / "serve.log")
     try:
         assert _link(live, SPOOFED).startswith("https://evil.example/v1/images/files/")
         assert _link(live, {}).startswith(f"http://127.0.0.1:{live.port}/v1/images/files/")
@@ -255,7 +255,7 @@ def test_links_trust_forwarded_headers_with_trust_proxy(tiny_models, tmp_path):
 
 
 def test_links_start_with_the_public_url(tiny_models, tmp_path):
-    live = LiveServer(tiny_models, "--public-url", "https://images.example.com/pico/", "--trust-proxy",
+    live = tiny_server(tiny_models, "--public-url", "https://images.example.com/pico/", "--trust-proxy",
                       log=tmp_path / "serve.log")
     try:
         link = _link(live, SPOOFED)
@@ -266,5 +266,5 @@ def test_links_start_with_the_public_url(tiny_models, tmp_path):
 
 def test_a_public_url_that_is_not_one_stops_the_server_at_start(tiny_models, tmp_path):
     with pytest.raises(RuntimeError, match="public-url"):
-        LiveServer(tiny_models, "--public-url", "images.example.com", log=tmp_path / "serve.log")
+        tiny_server(tiny_models, "--public-url", "images.example.com", log=tmp_path / "serve.log")
 

@@ -11,7 +11,10 @@ import openai
 import pytest
 from PIL import Image
 
+from pico.errors import NotFound
+from pico.server.openai_api import URL_TTL_SECONDS, ResultStore
 from tests.conftest import png_bytes
+from tests.live import Background
 
 FAST = {"steps": 2}
 
@@ -42,8 +45,29 @@ def test_generate_n_images_as_base64(client):
 def test_generate_accepts_openai_only_fields_and_models(client):
     result = client.images.generate(model="dall-e-3", prompt="ginger cat", quality="hd", style="vivid",
                                     user="someone", size="auto", extra_body=FAST)
-    embedded = json.loads(decode(result.data[0].b64_json).text["pico"])
+    image = decode(result.data[0].b64_json)
+    embedded = json.loads(image.text["pico"])
     assert embedded["Request"]["Model"] == "runwayml/stable-diffusion-v1-5"
+    # size auto: the model's native size (64x64 for the tiny SD 1.5), as a request without Width/Height gets
+    assert (embedded["Request"]["Width"], embedded["Request"]["Height"]) == (None, None)
+    assert image.size == (64, 64) and result.size == "64x64"
+
+
+def test_generations_are_jobs_named_in_x_pico_job(client, server):
+    raw = client.images.with_raw_response.generate(prompt="cat", n=2, size="64x64",
+                                                   extra_body={**FAST, "seed": 4})
+    job = server.get(f"/api/v1/jobs/{raw.headers['x-pico-job']}").json
+    assert (job["State"], job["Pipeline"], job["Images"], job["Seeds"]) == ("done", "stable-diffusion", 2, [4, 5])
+    assert len(raw.parse().data) == 2
+
+
+def test_the_default_model_serves_requests_that_name_none(operations):
+    # --default-model sd2 on that server
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{operations.port}/v1", api_key="any", max_retries=0)
+    for model in (openai.NOT_GIVEN, "dall-e-2"):
+        result = client.images.generate(prompt="cat", model=model, size="64x64", extra_body=FAST)
+        assert json.loads(decode(result.data[0].b64_json).text["pico"])["Request"]["Model"] == \
+            "stabilityai/stable-diffusion-2-1"
 
 
 def test_generate_sdxl_by_short_name_with_sd_extras(client):
@@ -64,6 +88,39 @@ def test_generate_as_url_served_by_this_server(client, server):
         assert Image.open(io.BytesIO(response.read())).format == "WEBP"
     missing = server.get("/v1/images/files/nothing.png")
     assert missing.status == 404 and missing.json["error"]["code"] == "not_found"
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_image_urls_expire_after_an_hour():
+    clock = Clock()
+    store = ResultStore(clock=clock)
+    token = store.put(b"png bytes", "png")
+    assert URL_TTL_SECONDS == 3600
+    clock.now += 3600 - 1
+    assert store.get(token) == ("png", b"png bytes")
+    clock.now += 2
+    with pytest.raises(NotFound) as caught:
+        store.get(token)
+    assert caught.value.message == "This image URL has expired or never existed; image URLs last one hour"
+
+
+def test_the_image_url_store_is_bounded_and_drops_the_oldest_first():
+    store = ResultStore(clock=Clock(), max_bytes=10)
+    tokens = [store.put(bytes([index]) * 4, "png") for index in range(4)]  # 16 bytes into 10
+    with pytest.raises(NotFound):
+        store.get(tokens[0])
+    with pytest.raises(NotFound):
+        store.get(tokens[1])
+    assert [store.get(token)[1] for token in tokens[2:]] == [b"\x02" * 4, b"\x03" * 4]
 
 
 def test_edit_without_mask_is_image_to_image(client):
@@ -139,15 +196,12 @@ def test_unknown_route_is_not_found(client):
 
 
 def test_busy_is_429_with_retry_after(client, server):
-    import threading
-
-    worker = threading.Thread(target=lambda: client.images.generate(prompt="cat", size="64x64",
-                                                                    extra_body={"steps": 120}))
-    worker.start()
-    server.wait_for_health("Busy")
-    with pytest.raises(openai.RateLimitError) as caught:
-        client.images.generate(prompt="cat", extra_body=FAST)
-    worker.join()
+    with server.held():
+        first = Background(client.images.generate, prompt="cat", size="64x64", extra_body=FAST)
+        server.wait_for_jobs("running")
+        with pytest.raises(openai.RateLimitError) as caught:
+            client.images.generate(prompt="cat", extra_body=FAST)
+    assert len(first.result().data) == 1
     assert caught.value.status_code == 429
     assert caught.value.response.headers["retry-after"] == "2"
     assert caught.value.body["code"] == "gpu_busy"

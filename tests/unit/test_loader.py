@@ -91,14 +91,15 @@ def test_cache_never_evicts_a_model_in_use():
 
 
 def test_concurrent_users_share_one_load():
-    calls = []
+    calls, loading, release = [], threading.Event(), threading.Event()
 
-    def slow_load(key):
+    def held_load(key):
         calls.append(key)
-        time.sleep(0.2)
+        loading.set()
+        assert release.wait(30)
         return key
 
-    cache = ModelCache(slow_load, max_models=2)
+    cache = ModelCache(held_load, max_models=2)
     results = []
 
     def use():
@@ -106,10 +107,17 @@ def test_concurrent_users_share_one_load():
             results.append(entry.value)
 
     threads = [threading.Thread(target=use) for _ in range(4)]
-    for t in threads:
+    threads[0].start()
+    assert loading.wait(30)
+    for t in threads[1:]:
         t.start()
+    deadline = time.monotonic() + 30
+    while cache._entries["a"].users < 4:  # all four wait on the one load in progress
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    release.set()
     for t in threads:
-        t.join()
+        t.join(30)
     assert calls == ["a"] and results == ["a"] * 4
 
 

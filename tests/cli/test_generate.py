@@ -116,7 +116,7 @@ def test_out_of_memory_exits_5_with_a_hint(pico, models, tmp_path, monkeypatch):
 
 def test_demo_models_writes_every_default_model(demo_models_run):
     # The suite's tiny models are made by `pico demo-models DIR` (tests/conftest.py), so every test uses them.
-    from pico.pipelines.models import DEFAULT_MODELS, SDXL_FP16_VAE, VAE_MODELS
+    from pico.catalog.models import DEFAULT_MODELS, SDXL_FP16_VAE, VAE_MODELS
 
     folder, result = demo_models_run
     ids = [str(Path(line).relative_to(folder)) for line in result.stdout.splitlines()]

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from pico.errors import NotFound
-from pico.server.openai_api import URL_TTL_SECONDS, ResultStore
+from pico.server.openai.store import URL_TTL_SECONDS, ResultStore
 from tests.conftest import png_bytes
 from tests.live import Background
 

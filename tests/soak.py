@@ -26,6 +26,37 @@ def _png_b64(color, mode: str) -> str:
     return base64.b64encode(out.getvalue()).decode("ascii")
 
 
+@dataclass(frozen=True)
+class Multipart:
+    """A multipart/form-data body as the OpenAI SDKs send it (fields and file parts)."""
+
+    fields: tuple[tuple[str, str], ...]
+    files: tuple[tuple[str, bytes], ...]
+    boundary: str = "pico-soak-boundary"
+
+    @property
+    def content_type(self) -> str:
+        return f"multipart/form-data; boundary={self.boundary}"
+
+    def encode(self) -> bytes:
+        parts = [f'--{self.boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+                 for name, value in self.fields]
+        parts += [f'--{self.boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{name}.png"\r\n'
+                  f"Content-Type: image/png\r\n\r\n".encode() + data + b"\r\n" for name, data in self.files]
+        return b"".join(parts) + f"--{self.boundary}--\r\n".encode()
+
+
+def _noise_png(size: int) -> bytes:
+    """A PNG of noise (it does not compress): multipart bodies of a few hundred KB, to show a leak."""
+    import numpy as np
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)).save(out, "PNG")
+    return out.getvalue()
+
+
+UPLOAD = _noise_png(256)
 IMAGE = _png_b64((200, 40, 40), "RGB")
 MASK = _png_b64(255, "L")
 GEN = "/api/v1/stable-diffusion"
@@ -44,6 +75,10 @@ VALID = [
     ("variation", "POST", "/api/v1/stable-diffusion-image-variation", {"ImageBase64": IMAGE, "Steps": 2}, {200}),
     ("long-phrase", "POST", GEN, {"Phrase": "cat " * 2000, "Steps": 2}, {200}),
     ("openai", "POST", "/v1/images/generations", {"prompt": "cat", "size": "64x64", "steps": 2}, {200}),
+    ("openai-edit", "POST", "/v1/images/edits",
+     Multipart((("prompt", "cat"), ("size", "64x64"), ("steps", "2")), (("image", UPLOAD),)), {200}),
+    ("openai-variation", "POST", "/v1/images/variations",
+     Multipart((("size", "64x64"), ("steps", "2")), (("image", UPLOAD),)), {200}),
 ]
 BAD = [
     ("not-json", "POST", GEN, b"{not json", {400}),
@@ -91,6 +126,8 @@ def rss_bytes(pid: int) -> int:
 def send(server, case):
     """Send one case; raw bytes go as they are."""
     name, method, path, body, _ = case
+    if isinstance(body, Multipart):
+        return server.request(method, path, raw=body.encode(), headers={"Content-Type": body.content_type})
     if isinstance(body, bytes):
         return server.request(method, path, raw=body, headers={"Content-Type": "application/json"})
     return server.request(method, path, body)

@@ -80,10 +80,12 @@ OTHER_SCHEDULE_TYPES = ("Polyexponential", "KL Optimal", "Align Your Steps", "Si
 # What each Diffusers scheduler class takes of those options (Diffusers 0.42).
 _SIGMAS = frozenset({"timestep_spacing", "use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas"})
 _TAKES: dict[str, frozenset[str]] = {
-    "EulerDiscreteScheduler": _SIGMAS, "DPMSolverMultistepScheduler": _SIGMAS, "DPMSolverSDEScheduler": _SIGMAS,
+    # DPM-Solver++ on beta sigmas runs off the end of its sigmas at 50 steps in Diffusers 0.42: left out.
+    "EulerDiscreteScheduler": _SIGMAS, "DPMSolverMultistepScheduler": _SIGMAS - {"use_beta_sigmas"},
+    "DPMSolverSDEScheduler": _SIGMAS,
     "KDPM2DiscreteScheduler": _SIGMAS, "KDPM2AncestralDiscreteScheduler": _SIGMAS,
     "HeunDiscreteScheduler": _SIGMAS, "LMSDiscreteScheduler": _SIGMAS,
-    "DPMSolverSinglestepScheduler": _SIGMAS - {"timestep_spacing"},
+    "DPMSolverSinglestepScheduler": _SIGMAS - {"timestep_spacing", "use_beta_sigmas"},
     "EulerAncestralDiscreteScheduler": frozenset({"timestep_spacing"}), "LCMScheduler": frozenset({"timestep_spacing"}),
 }
 

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Optional
 import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from pico.config import DEVICES_HELP, OFFLOAD_MODES, Settings, env_name
@@ -40,7 +41,7 @@ def report_error(exc: PicoError) -> None:
     if exc.hint:
         err_console.print(f"[dim]hint:[/] {exc.hint}", highlight=False)
     if exc.detail:  # the shell's user runs the machine: what the library said is theirs to see
-        err_console.print(f"[dim]detail:[/] {exc.detail}", highlight=False, markup=False)
+        err_console.print(f"[dim]detail:[/] {escape(exc.detail)}", highlight=False)
 
 
 app = typer.Typer(

@@ -43,6 +43,7 @@ MAX_TOTAL = 5
 MAX_SEED = 2**32 - 1
 MAX_PHRASE_CHARS = 20_000
 MIN_SIDE, MAX_SIDE = 64, 4096
+LCM_MAX_STEPS = 50  # Diffusers' LCMScheduler: original_inference_steps
 MAX_SEQUENCE_LENGTH = 512  # T5 tokens SD 3 and FLUX read at most
 PRECISIONS = ("half", "full", "bfloat16")
 MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -216,6 +217,9 @@ class GenerationRequest(DataClassJsonMixin):
             raise InvalidRequest(f"{missing} must be given together with {other}", field=missing)
         family = self.defaults()
         self._settle_defaults(family)
+        if self.scheduler and self.scheduler.split()[0] == "LCM" and self.step_count() > LCM_MAX_STEPS:
+            raise InvalidRequest(f"The LCM sampler runs at most {LCM_MAX_STEPS} steps, got {self.step_count()}",
+                                 field="Steps", hint="LCM models draw in 2 to 8 steps; ask for fewer.")
         if family.flow:
             check_flow_fields(self, family.label)
         if self.width is not None and self.width * self.height > max_pixels:

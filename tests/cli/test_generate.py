@@ -109,19 +109,25 @@ def test_out_of_memory_exits_5_with_a_hint(pico, models, tmp_path, monkeypatch):
     monkeypatch.setenv("PICO_FAULTS", "oom:1")  # the fault seam: the first generation runs out of memory
     result = pico("stable-diffusion", "cat", *STEPS, *models)
     assert result.exit_code == 5, result.output
-    assert "error: The cpu device ran out of memory: CUDA out of memory." in flat(result.stderr)
+    assert "error: The cpu device ran out of memory" in flat(result.stderr)
+    assert "detail: CUDA out of memory. Tried to allocate 20.00 GiB (injected fault)" in flat(result.stderr)
     assert "hint: Ask for fewer images (Total)" in flat(result.stderr) and "Traceback" not in result.stderr
     assert not (tmp_path / "pico-out").exists() or png_files(tmp_path / "pico-out") == []
 
 
 def test_demo_models_writes_every_default_model(demo_models_run):
     # The suite's tiny models are made by `pico demo-models DIR` (tests/conftest.py), so every test uses them.
-    from pico.catalog.models import DEFAULT_MODELS, SDXL_FP16_VAE, VAE_MODELS
+    from pico.catalog.models import (DEFAULT_MODELS, KNOWN_FAMILY_MODELS, SD35_LARGE_TURBO_MODEL, SD_X4_UPSCALER_MODEL,
+                                     SDXL_FP16_VAE, SDXL_INPAINT_MODEL, VAE_MODELS)
+    from pico.pipelines.tiny import DEMO_CHECKPOINTS, DEMO_LORAS
 
     folder, result = demo_models_run
     ids = [str(Path(line).relative_to(folder)) for line in result.stdout.splitlines()]
-    assert sorted(ids) == sorted({*DEFAULT_MODELS, *VAE_MODELS.values(), SDXL_FP16_VAE})
-    assert all((folder / model_id / "model_index.json").exists() for model_id in DEFAULT_MODELS)
+    pipelines = {*DEFAULT_MODELS, *KNOWN_FAMILY_MODELS, SD_X4_UPSCALER_MODEL} - {
+        SD35_LARGE_TURBO_MODEL, SDXL_INPAINT_MODEL}  # no tiny ones: Large Turbo and SDXL inpainting load by name only
+    assert sorted(ids) == sorted({*pipelines, *VAE_MODELS.values(), SDXL_FP16_VAE, *DEMO_CHECKPOINTS, *DEMO_LORAS})
+    assert all((folder / model_id / "model_index.json").exists() for model_id in pipelines)
+    assert all((folder / file).is_file() for file in (*DEMO_CHECKPOINTS, *DEMO_LORAS))
     assert all((folder / vae / "config.json").exists() for vae in (*VAE_MODELS.values(), SDXL_FP16_VAE))
 
 

@@ -23,7 +23,7 @@ from pico.catalog.models import SD1_MODEL
 from tests.live import tiny_server
 
 COMMON = {"Phrase": "ginger cat", "Steps": 3, "Seed": 7, "GuidanceScale": 7, "Width": 64, "Height": 64,
-          "Scheduler": "Euler"}
+          "Scheduler": "Euler Uniform"}  # what A1111 runs for sampler "Euler" (its own schedule: Uniform)
 
 
 @pytest.fixture(scope="module")
@@ -85,9 +85,9 @@ def test_the_pico_field_an_a1111_tag_and_openai_extra_body_draw_the_same_lora(li
     client = openai.OpenAI(base_url=f"http://127.0.0.1:{live.port}/v1", api_key="x", max_retries=0)
     generated = client.images.generate(model="sd15", prompt="ginger cat", size="64x64", extra_body={
         "loras": [{"name": "add-detail", "weight": 0.7}], "seed": 7, "steps": 3, "guidance_scale": 7,
-        "scheduler": "Euler"})
+        "scheduler": "Euler Uniform"})
     short = client.images.generate(model="sd15", prompt="ginger cat", size="64x64", extra_body={
-        "loras": ["add-detail:0.7"], "seed": 7, "steps": 3, "guidance_scale": 7, "scheduler": "Euler"})
+        "loras": ["add-detail:0.7"], "seed": 7, "steps": 3, "guidance_scale": 7, "scheduler": "Euler Uniform"})
     expected = decoded(field["ImageBase64"])
     np.testing.assert_array_equal(np.asarray(a1111.image.convert("RGB")), expected)
     np.testing.assert_array_equal(decoded(generated.data[0].b64_json), expected)

@@ -47,9 +47,11 @@ def test_only_health_and_the_api_description_stay_open(keyed):
     assert doc.status == 200
     docs = keyed.get("/docs")
     assert docs.status == 200 and docs.header("Content-Type").startswith("text/html")
-    # image URLs stay open too: their tokens are unguessable, and an <img> tag cannot send a key
+    # image URLs stay open too: their tokens are unguessable, and an <img> tag cannot send a key;
+    # so does the playground page and its static files (it asks for the key and sends it itself)
     open_routes = {("GET", "/api/v1/health"), ("GET", "/openapi.json"), ("GET", "/docs"),
-                   ("GET", "/v1/images/files/{token}")}
+                   ("GET", "/v1/images/files/{token}"), ("GET", "/"), ("GET", "/playground"),
+                   ("GET", "/playground/app.js"), ("GET", "/playground/style.css")}
     closed = []
     for path, operations in doc.json["paths"].items():
         for method in operations:

@@ -50,4 +50,4 @@ def test_an_unknown_fault_is_refused_naming_the_options(spec):
     with pytest.raises(InvalidRequest) as caught:
         Faults(spec)
     assert caught.value.message == (f"PICO_FAULTS has an unknown fault {spec!r}; use oom:N, error:N, load:GLOB, "
-                                    "hold:PATH or slow:SECONDS")
+                                    "loadoom:GLOB, hold:PATH or slow:SECONDS")

@@ -155,7 +155,9 @@ function fillModels() {
   const models = modelsFor(task());
   select.replaceChildren(...models.map((m) => new Option(m.Loaded ? `${m.Id} (loaded)` : m.Id, m.Id)));
   const defaults = state.pipelines.filter((p) => p.Task === task()).map((p) => p.DefaultModel);
-  const pick = models.find((m) => m.Id === previous) || models.find((m) => defaults.includes(m.Id)) || models[0];
+  // Defaults in the server's order of pipelines: SD 1.5 first for text to image, not the first model by name.
+  const firstDefault = defaults.map((id) => models.find((m) => m.Id === id)).find(Boolean);
+  const pick = models.find((m) => m.Id === previous) || firstDefault || models[0];
   if (pick) select.value = pick.Id;
   updateForm();
 }

@@ -27,6 +27,7 @@ from pico.errors import InvalidRequest
 BREAK_MARK = ("BREAK", -1.0)
 """The run :func:`parse_attention` emits where ``BREAK`` starts a new 75-token chunk."""
 
+TOKENS_PER_CHUNK = 75  # prompt tokens per chunk; with BOS and EOS the text encoder reads 77
 MAX_NESTING = 100  # deeper bracket nesting is read as plain text rather than risking the stack
 MAX_OPEN_BRACKETS = 200  # weighting costs (open brackets x text runs): a bound on what one prompt can cost
 
@@ -414,6 +415,19 @@ def plan_prompt(text: str, steps: int, *, negative: bool = False, hires_steps: i
     else:
         text, factor = subprompts[0]
     return PromptPlan(prompt_schedule(text, steps, hires_steps), loras, factor, warnings)
+
+
+def short_phrase_shape(phrase: str, negative: str | None, steps: int) -> tuple[float, int] | None:
+    """What phrases must share to be encoded in one batch, when known without a tokenizer.
+
+    (guidance weight, 1) when both phrases fit one 75-token chunk for sure (a token is at least a
+    byte); None when counting their chunks needs the model's tokenizer.
+    """
+    negative = negative or ""
+    if len(phrase.encode("utf-8")) > TOKENS_PER_CHUNK or len(negative.encode("utf-8")) > TOKENS_PER_CHUNK \
+            or "BREAK" in phrase + negative:
+        return None
+    return (plan_prompt(phrase, steps).guidance_factor, 1)
 
 
 def uses_syntax(text: str | None, *, negative: bool = False) -> bool:

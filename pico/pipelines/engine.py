@@ -37,11 +37,11 @@ from pico.pipelines.device import (
 )
 from pico.pipelines.loader import ModelCache, load_checkpoint, load_pipeline, load_vae
 from pico.pipelines.loras import HotSwapLoraAdapters, LoraAdapters, LoraMode, lora_mode
-from pico.pipelines.prompt_embeds import CHUNK, chunk_count
+from pico.pipelines.prompt_embeds import chunk_count
 from pico.pipelines.registry import find_runner, runner_for
 from pico.pipelines.speedups import CUDA_GRAPH_MODES, speed_up
 from pico.pipelines.threads import GenerationThreads
-from pico.prompt_syntax import plan_prompt
+from pico.prompt_syntax import plan_prompt, short_phrase_shape
 from pico.schemas.requests import GenerationRequest
 from pico.schemas.results import Generation, PreviewCallback, StepCallback
 
@@ -235,16 +235,14 @@ class Engine:
         phrase = getattr(request, "phrase", None)
         if phrase is None or request.prompt_syntax == "literal":
             return ()
-        negative = request.negative_phrase or ""
-        plan = plan_prompt(phrase, request.step_count())
-        if len(phrase.encode("utf-8")) <= CHUNK and len(negative.encode("utf-8")) <= CHUNK \
-                and "BREAK" not in phrase + negative:
-            return (plan.guidance_factor, 1)
+        shape = short_phrase_shape(phrase, request.negative_phrase, request.step_count())
+        if shape is not None:
+            return shape
         name = self._model_name(request.model)
         loaded = next((entry.value for entry in self.cache.entries() if entry.key.model_id == name), None)
         if loaded is None:
             return None
-        return (plan.guidance_factor, chunk_count(loaded.pipeline, phrase, request.negative_phrase,
+        return (plan_prompt(phrase, request.step_count()).guidance_factor, chunk_count(loaded.pipeline, phrase, request.negative_phrase,
                                                   request.step_count()))
 
     def is_loaded(self, model: str) -> bool:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pico.pipelines.device import is_sdxl
 from pico.prompt_syntax import (
     PromptPlan,
+    TOKENS_PER_CHUNK,
     PromptSyntaxError,
     is_break,
     parse_attention,
@@ -37,7 +38,7 @@ from pico.prompt_syntax import (
 if TYPE_CHECKING:
     import torch
 
-CHUNK = 75  # prompt tokens per chunk; with BOS and EOS the text encoder reads 77
+CHUNK = TOKENS_PER_CHUNK
 COMMA_BACKTRACK = 20  # A1111's comma_padding_backtrack default
 
 

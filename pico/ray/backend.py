@@ -1,6 +1,6 @@
 """What the front door calls instead of a local Engine: the same methods, answered by the cluster.
 
-The server calls ``generate_batch``, ``batch_key``, ``loaded_models``, ``is_loaded``, ``device``,
+The server calls ``generate_batch``, ``batch_key``, ``plan``, ``loaded_models``, ``is_loaded``, ``device``,
 ``load_times``, ``device_memory``, ``resolver``, ``warm_up``, ``leave_a_core_free`` and
 ``close``; the CLI also calls ``generate``. A generation is one streaming call to the engine
 deployment (``deployment.py``): its steps drive ``on_step`` here, in the front door, so jobs,
@@ -17,9 +17,10 @@ import uuid
 from typing import TYPE_CHECKING, Any, Callable
 
 from pico.catalog.models import canonical
-from pico.catalog.resolver import ModelResolver
+from pico.catalog.resolver import ModelPlan, ModelResolver
 from pico.config import Settings
 from pico.errors import Busy, Cancelled, ClusterUnavailable, PicoError, ReplicaFailed
+from pico.prompt_syntax import short_phrase_shape
 from pico.ray.deployment import model_key
 from pico.schemas.requests import GenerationRequest
 from pico.schemas.results import Generation, StepCallback
@@ -75,7 +76,19 @@ class RayBackend:
         from pico.pipelines.registry import runner_for  # torch-free: runners import torch only when they run
 
         key = runner_for(request).batch_key(request)
-        return None if key is None else (canonical(request.model), *key)
+        if key is None:
+            return None
+        phrase = getattr(request, "phrase", None)
+        shape: tuple | None = ()
+        if phrase is not None and request.prompt_syntax != "literal":
+            # Long phrases batch only by chunk count, which needs a replica's tokenizers: they run alone.
+            shape = short_phrase_shape(phrase, request.negative_phrase, request.step_count())
+        loras = tuple(lora.key() for lora in request.lora_set)  # adapters are set for a whole call
+        return None if shape is None else (canonical(request.model), *key, loras, shape)
+
+    def plan(self, request: GenerationRequest, route: str) -> ModelPlan:
+        """What a request's Model and LoRAs are, refused before queueing if they cannot run (as Engine.plan)."""
+        return self.resolver.plan(request, route)
 
     @property
     def device(self) -> str:

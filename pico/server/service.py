@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from pico.backend import Backend
 from pico.catalog.models import model_id
 from pico.config import Settings
 from pico.errors import InvalidRequest
 from pico.jobs import Jobs
 from pico.schemas.requests import check_model_name
-
-if TYPE_CHECKING:
-    from pico.pipelines.engine import Engine
 
 
 @dataclass
@@ -21,7 +19,7 @@ class Service:
     """What the routes share: settings, the engine and the job slots."""
 
     settings: Settings
-    engine: "Engine"
+    engine: Backend  # a local Engine, or the cluster's RayBackend
     jobs: Jobs
     started: float = field(default_factory=time.time)
     default_model: str = ""  # for the OpenAI and A1111 routes; A1111's options can switch it

@@ -21,7 +21,8 @@ A1111_NAMES = [f"{s.name} {t.label}" if t.name != "automatic" else s.name
 
 
 def test_every_a1111_name_is_in_the_table():
-    assert set(A1111_NAMES) <= set(SCHEDULERS) and len(A1111_NAMES) == 16 + 58  # plain names, and sampler x schedule pairs
+    assert set(A1111_NAMES) <= set(SCHEDULERS) and len(A1111_NAMES) == 16 + 53  # plain names, and sampler x schedule pairs
+    assert "DPM++ 2M Beta" not in SCHEDULERS  # DPM-Solver++ on beta sigmas fails at 50 steps in Diffusers 0.42
 
 
 @pytest.mark.parametrize("name", A1111_NAMES)

@@ -71,14 +71,16 @@ def test_batch_on_a_local_cluster_matches_a_local_run_pixel_for_pixel(tiny_model
 
 def test_sigterm_lets_the_running_generation_finish_then_stops_the_local_cluster(tiny_models, tmp_path, ray_temp):
     pytest.importorskip("ray")
-    live = tiny_server(tiny_models, "--ray", "local", env={"RAY_TMPDIR": str(ray_temp)}, log=tmp_path / "serve.log")
+    live = tiny_server(tiny_models, "--ray", "local", env={"RAY_TMPDIR": str(ray_temp)}, log=tmp_path / "serve.log",
+                       hold=tmp_path / "hold")  # the replica holds its steps while the file exists
     try:
-        with ThreadPoolExecutor(1) as pool:
+        with ThreadPoolExecutor(1) as pool, live.held() as hold:
             running = pool.submit(live.post, "/api/v1/stable-diffusion",
-                                  {"Phrase": "cat", "Steps": 60, "Width": 64, "Height": 64, "Seed": 3})
+                                  {"Phrase": "cat", "Steps": 4, "Width": 64, "Height": 64, "Seed": 3})
             wait_for(lambda: live.get("/api/v1/status").json["Jobs"], lambda jobs: jobs and jobs[0]["Step"] > 0,
-                     what="the generation's first steps")
-            live.process.send_signal(signal.SIGTERM)
+                     what="the generation's first step")
+            live.process.send_signal(signal.SIGTERM)  # while the generation is held at its first step
+            hold.release()
             reply = running.result(timeout=120)
         assert reply.status == 200, reply.body
         assert [image["Metadata"]["Seed"] for image in reply.json["Images"]] == [3]

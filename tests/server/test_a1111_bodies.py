@@ -166,7 +166,7 @@ def test_what_pico_does_not_apply_is_named(api):
     ("DPM++ 2M SDE", "automatic", "DPM++ 2M SDE", "Exponential"),
     ("DPM++ 2M Karras", "automatic", "DPM++ 2M", "Karras"),
     ("PLMS", "automatic", "PLMS", "Automatic"),
-    ("DPM++ 3M SDE", "beta", "DPM++ 3M SDE", "Beta"),
+    ("Euler", "beta", "Euler", "Beta"),
     ("LCM", "sgm_uniform", "LCM", "SGM Uniform"),
 ])
 def test_samplers_and_schedule_types(api, sampler, scheduler, ran, schedule):

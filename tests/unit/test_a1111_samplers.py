@@ -50,7 +50,7 @@ def test_schedule_options_are_a1111s_full_noise_range():
     assert SCHEDULERS["Euler SGM Uniform"][1]["timestep_spacing"] == "trailing"
     assert SCHEDULERS["DPM++ 2S a Karras"] == ("DPMSolverSinglestepScheduler", {
         "algorithm_type": "sde-dpmsolver++", "solver_order": 2, "use_karras_sigmas": True,
-        "use_exponential_sigmas": False, "use_beta_sigmas": False})
+        "use_exponential_sigmas": False})
 
 
 @pytest.mark.parametrize("sampler, scheduler, ran, schedule", [
@@ -69,6 +69,7 @@ def test_sampler_and_schedule_resolve(sampler, scheduler, ran, schedule):
 
 @pytest.mark.parametrize("sampler, scheduler, ran, warning", [
     ("Euler a", "karras", "Euler a Uniform", "Euler a cannot run on the Karras schedule in Diffusers"),
+    ("DPM++ 3M SDE", "beta", "DPM++ 3M SDE Exponential", "DPM++ 3M SDE cannot run on the Beta schedule in Diffusers"),
     ("DDIM", "karras", "DDIM", "Schedule types do not apply to DDIM (A1111 ignores them too)."),
     ("Euler", "Align Your Steps", "Euler Uniform", "Schedule type 'Align Your Steps' was not applied (Diffusers has"),
     ("Euler", "bogus", "Euler Uniform", "Schedule type 'bogus' was not applied (it is not a schedule type PICO"),

@@ -28,11 +28,11 @@ def main() -> int:
 
     models = args.models_dir or tiny_models()
     with Server("--models-dir", str(models), "--device", "cpu", *SERVER_ARGS) as server:
-        result = soak(server, args.seconds, args.clients)
+        result = soak(server, args.seconds, args.clients, settle=min(20.0, args.seconds / 2))
     health = summary(result.health_seconds)
     growth = result.rss_after / result.rss_before - 1
     results = {"machine": machine(), "seconds": args.seconds, "clients": args.clients, "health": health,
-               "statuses": {str(k): v for k, v in sorted(result.counts.items())}, "rss_before": result.rss_before,
+               "statuses": {str(k): v for k, v in sorted(result.counts.items())}, "rss_start": result.rss_start, "rss_before": result.rss_before,
                "rss_after": result.rss_after, "problems": result.problems}
     markdown = table(["seconds", "clients", "answers", "200s", "health p50 ms", "p99 ms", "max ms", "RSS growth",
                       "problems"],

@@ -111,7 +111,8 @@ class SoakResult:
     problems: list[str] = field(default_factory=list)
     counts: dict[int, int] = field(default_factory=dict)
     health_seconds: list[float] = field(default_factory=list)
-    rss_before: int = 0
+    rss_start: int = 0  # after the warm-up requests, before the load
+    rss_before: int = 0  # once the load has run ``settle`` seconds: allocators and caches at their working size
     rss_after: int = 0
 
 
@@ -158,8 +159,13 @@ def check(case, reply) -> str | None:
     return None
 
 
-def soak(server, seconds: float, clients: int = 4, health_every: float = 0.05) -> SoakResult:
-    """Warm every path, then run ``clients`` random clients and a health poller for ``seconds``."""
+def soak(server, seconds: float, clients: int = 4, health_every: float = 0.05, settle: float = 0.0) -> SoakResult:
+    """Warm every path, then run ``clients`` random clients and a health poller for ``seconds``.
+
+    Memory growth is measured from ``settle`` seconds into the load: concurrent requests of every
+    shape first grow the allocator's arenas and the caches to a working size, then a leak-free
+    server stays flat.
+    """
     result = SoakResult(seconds)
     for case in VALID:  # warm-up: every model loaded, every path taken once
         problem = check(case, send(server, case))
@@ -167,7 +173,7 @@ def soak(server, seconds: float, clients: int = 4, health_every: float = 0.05) -
             result.problems.append(f"warm-up {problem}")
     for case in VALID:
         send(server, case)
-    result.rss_before = rss_bytes(server.process.pid)
+    result.rss_start = result.rss_before = rss_bytes(server.process.pid)
     stop = threading.Event()
     lock = threading.Lock()
 
@@ -194,7 +200,10 @@ def soak(server, seconds: float, clients: int = 4, health_every: float = 0.05) -
     threads.append(threading.Thread(target=health))
     for thread in threads:
         thread.start()
-    stop.wait(seconds)  # the soak's length, not an ordering of events
+    if settle:
+        stop.wait(settle)  # a length of load, not an ordering of events
+        result.rss_before = rss_bytes(server.process.pid)
+    stop.wait(seconds - settle)  # the soak's length, not an ordering of events
     stop.set()
     for thread in threads:
         thread.join(120)

@@ -150,20 +150,27 @@ def run_batch_jobs(jobs: list[BatchJob], results: dict[int, Result], file: Path,
                 if done is not None:
                     result.status, result.outputs = "skipped", done
                 else:
-                    run_batch_job(session, job, file, folder, settings.max_pixels, result)
+                    run_reported(session, job, file, folder, settings, result)
             except KeyboardInterrupt:
                 say("[bold red]interrupted[/]; the jobs done so far are kept and skipped next time")
                 return INTERRUPTED
-            except PicoError as exc:
-                fail(result, exc)
-            except Exception as exc:  # noqa: BLE001  (a bug or a library failure: report it, go on)
-                if settings.verbose:
-                    err_console.print(traceback.format_exc(), markup=False, highlight=False)
-                fail(result, InternalError(f"{type(exc).__name__}: {exc}"))
             counter.advance()
             if result.status == "failed" and fail_fast:
                 break
     return 0
+
+
+def run_reported(session: Session, job: BatchJob, file: Path, folder: Path, settings: Settings,
+                 result: Result) -> None:
+    """Run one job; a failure is recorded in ``result`` and said at once, never raised: the batch goes on."""
+    try:
+        run_batch_job(session, job, file, folder, settings.max_pixels, result)
+    except PicoError as exc:
+        fail(result, exc)
+    except Exception as exc:  # noqa: BLE001  (a bug or a library failure: report it, go on)
+        if settings.verbose:
+            err_console.print(traceback.format_exc(), markup=False, highlight=False)
+        fail(result, InternalError(f"{type(exc).__name__}: {exc}"))
 
 
 def run_batch_job(session: Session, job: BatchJob, file: Path, folder: Path, max_pixels: int, result: Result) -> None:

@@ -180,9 +180,6 @@ class ModeGate:
         return self._users == 0 and not ahead
 
 
-AttentionGate = ModeGate  # the gate over attention slicing alone, as it began
-
-
 def phrase_warnings(pipe: Any, request: GenerationRequest) -> list[str]:
     """Say when a phrase is longer than the text encoder reads (it is truncated at 77 tokens).
 

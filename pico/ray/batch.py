@@ -12,18 +12,16 @@ from __future__ import annotations
 
 import threading
 import time
-import traceback
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.markup import escape
 
-from pico.cli.app import err_console
 from pico.cli.output import say
 from pico.cli.session import Session
 from pico.config import Settings
-from pico.errors import Busy, ClusterUnavailable, InternalError, PicoError, ReplicaFailed
+from pico.errors import Busy, ClusterUnavailable, ReplicaFailed
 
 if TYPE_CHECKING:
     from pico.catalog.pipelines import PipelineInfo
@@ -94,7 +92,7 @@ def run_batch_jobs(jobs: list["BatchJob"], results: dict[int, "Result"], file: P
 
 def _run_all(session: ClusterSession, jobs: list["BatchJob"], results: dict[int, "Result"], file: Path,
              common: "Common", settings: Settings, fail_fast: bool) -> int:
-    from pico.cli.batch import fail, run_batch_job
+    from pico.cli.batch import run_reported
 
     counter = session.view.counter(f"batch on {settings.generation_slots} slot(s)", total=len(jobs))
     stop = threading.Event()  # --fail-fast after a failure, or Ctrl-C: start no more jobs
@@ -104,14 +102,7 @@ def _run_all(session: ClusterSession, jobs: list["BatchJob"], results: dict[int,
             return  # its result stays "not run"
         result = results[job.line]
         folder = common.out / job.id
-        try:
-            run_batch_job(session, job, file, folder, settings.max_pixels, result)
-        except PicoError as exc:
-            fail(result, exc)
-        except Exception as exc:  # noqa: BLE001  (a bug or a library failure: report it, go on)
-            if settings.verbose:
-                err_console.print(traceback.format_exc(), markup=False, highlight=False)
-            fail(result, InternalError(f"{type(exc).__name__}: {exc}"))
+        run_reported(session, job, file, folder, settings, result)
         counter.advance()
         if result.status == "failed" and fail_fast:
             stop.set()

@@ -32,15 +32,6 @@ CONFIG_FILES = ("model_index.json", "config.json", "scheduler_config.json", "tok
                 "special_tokens_map.json", "vocab.json", "merges.txt", "tokenizer.json")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def engine(tiny_models, tmp_path_factory):

@@ -48,14 +48,6 @@ FAMILY_MODELS = {
 IDS = ["sd35", "flux-schnell", "flux-dev"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run on one thread: on a busy 2-core machine two threads mostly wait for each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def hand(tiny_models):

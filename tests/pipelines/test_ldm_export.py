@@ -46,14 +46,6 @@ MASK = Image.new("L", (64, 64), 0)
 MASK.paste(255, (32, 0, 64, 64))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run on one thread: on a busy 2-core machine two threads mostly wait for each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def folders(tiny_models, tmp_path_factory):

@@ -23,13 +23,6 @@ PIXELS = 2048 * 2048
 STEPS, SEED = 3, 7
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def loras(tiny_models, tmp_path_factory) -> Path:

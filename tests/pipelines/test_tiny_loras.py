@@ -20,14 +20,6 @@ CASES = [(SD1_MODEL, "diffusers"), (SD1_MODEL, "kohya"), (SDXL_MODEL, "diffusers
          (FLUX_DEV_MODEL, "diffusers"), (SD35_MEDIUM_MODEL, "diffusers")]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run on one thread: on a busy 2-core machine two threads mostly wait for each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def load(tiny_models):

@@ -14,7 +14,7 @@ import pytest
 
 from pico.errors import Busy, Cancelled
 from pico.jobs import Jobs, JobState
-from pico.pipelines.base import AttentionGate
+from pico.pipelines.base import ModeGate
 from pico.schemas.results import Generation
 
 STEPS = 20
@@ -184,7 +184,7 @@ class WatchedCondition(threading.Condition):
 
 def test_a_call_waiting_to_switch_attention_is_not_starved():
     switches: list = []
-    gate = AttentionGate(switches.append)
+    gate = ModeGate(switches.append)
     gate._cond = watched = WatchedCondition()
     order: list = []
     release_first = threading.Event()

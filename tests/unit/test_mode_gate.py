@@ -7,7 +7,6 @@ import threading
 import pytest
 
 from pico.pipelines.base import ModeGate
-from tests.unit.test_attention_gate import wait_until
 
 
 class Recorder:
@@ -24,6 +23,19 @@ class Recorder:
         self.switches.append((mode, self.running))
         if mode == self.fail_on:
             raise ValueError(f"cannot switch to {mode}")
+
+
+def wait_until(condition, timeout: float = 10) -> None:
+    """Poll ``condition`` every millisecond until it holds (the calls under test set no event for it)."""
+    done = threading.Event()
+    deadline = threading.Timer(timeout, done.set)
+    deadline.start()
+    try:
+        while not condition():
+            assert not done.is_set(), "timed out"
+            done.wait(0.001)
+    finally:
+        deadline.cancel()
 
 
 def hold(recorder: Recorder, mode: object, order: list, name: str) -> tuple[threading.Thread, threading.Event,
@@ -44,6 +56,30 @@ def hold(recorder: Recorder, mode: object, order: list, name: str) -> tuple[thre
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     return thread, entered, release
+
+
+def test_slicing_never_switches_under_a_running_call():
+    # --threadsmax 3 on one model: A (plain) runs, B (sliced) and C (plain) wait; B must switch and run,
+    # and C must not switch back while B is still running.
+    recorder, order = Recorder(), []
+    recorder.gate = ModeGate(recorder.switch, initial=False)
+    a = hold(recorder, False, order, "A")
+    a[1].wait(10)
+    b = hold(recorder, True, order, "B")
+    wait_until(lambda: recorder.gate._waiting[True] == 1)
+    c = hold(recorder, False, order, "C")
+    wait_until(lambda: recorder.gate._waiting[False] == 1)
+    assert order == ["A"]  # both wait while A runs: B for the mode, C behind B
+    a[2].set()
+    b[1].wait(10)
+    assert order == ["A", "B"] and recorder.switches == [(True, 0)]
+    assert not c[1].is_set()  # C waits for B to finish: switching now would change B's modules
+    b[2].set()
+    c[1].wait(10)
+    c[2].set()
+    for thread, _, _ in (a, b, c):
+        thread.join(10)
+    assert order == ["A", "B", "C"] and recorder.switches == [(True, 0), (False, 0)]
 
 
 def test_three_modes_are_served_in_arrival_order_and_never_switch_under_a_call():

@@ -9,17 +9,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
+from pico.catalog.checkpoint_configs import LOADABLE_FAMILIES
 from pico.catalog.families import family_of
-from pico.catalog.models import DEFAULT_MODELS, SD1_INPAINT_MODEL, VARIATION_MODEL, canonical
-from pico.catalog.resolver import ModelResolver, folder_family, routes_for_family
+from pico.catalog.models import DEFAULT_MODELS, SD1_INPAINT_MODEL, SD_X4_UPSCALER_MODEL, VARIATION_MODEL, canonical
+from pico.catalog.resolver import FAMILY_WORDS, ModelResolver, folder_family, routes_for_family
 
-KNOWN_FAMILIES = {canonical(SD1_INPAINT_MODEL): "sd1-inpaint", canonical(VARIATION_MODEL): "sd1-variation"}
+KNOWN_FAMILIES = {canonical(SD1_INPAINT_MODEL): "sd1-inpaint", canonical(VARIATION_MODEL): "sd1-variation",
+                  canonical(SD_X4_UPSCALER_MODEL): "upscaler"}
 
 
 def kind_of(family: str | None) -> str:
-    """What a model of ``family`` does: text-to-image, inpainting, variation or refiner."""
+    """What a model of ``family`` does: text-to-image, inpainting, variation, refiner or upscaler."""
     if not family:
         return "unknown"
+    if family == "upscaler":
+        return "upscaler"
     if family.endswith("-inpaint"):
         return "inpainting"
     if family.endswith("-variation"):
@@ -48,11 +52,16 @@ def models_listing(resolver: ModelResolver, loaded: Callable[[str], bool] | None
     if files is not None:
         for file in files.checkpoints():
             known = files.known_checkpoint_hash(file) if file.status != "refused" else None
-            usable = file.status == "ok"
+            status, reason = file.status, file.reason
+            if status == "ok" and file.family not in LOADABLE_FAMILIES:
+                words = FAMILY_WORDS.get(file.family or "", file.family)
+                status, reason = "unsupported", (f"PICO does not load {words} single-file checkpoints yet; "
+                                                 "use the model's Diffusers folder")
+            usable = status == "ok"
             entry = {"Name": file.name, "Title": file.title, "Folder": file.folder_label, "Family": file.family,
                      "Kind": kind_of(file.family) if usable else None, "Prediction": file.prediction,
-                     "Size": file.size, "Hash": known.shorthash if known else None, "Status": file.status,
-                     "Reason": file.reason, "Pipelines": routes_for_family(file.family) if usable else []}
+                     "Size": file.size, "Hash": known.shorthash if known else None, "Status": status,
+                     "Reason": reason, "Pipelines": routes_for_family(file.family) if usable else []}
             if loaded is not None:
                 entry["Loaded"] = usable and loaded(file.name)
             checkpoints.append(entry)

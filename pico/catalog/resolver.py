@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pico.catalog.checkpoint_configs import LOADABLE_FAMILIES
-from pico.catalog.families import family_of
+from pico.catalog.families import FAMILY_TABLE, base_family, family_of
 from pico.catalog.files import CheckpointFile, LoraFile, ModelFiles
 from pico.catalog.files.detect import lora_fits
 from pico.catalog.files.folders import PICKLES, SAFETENSORS
@@ -300,20 +300,26 @@ PIPELINES_BY_ROUTE = {info.route: info for info in PIPELINES}
 
 
 def routes_for_family(family: str | None) -> list[str]:
-    """The routes a model of ``family`` runs on: its family's text-to-image route, image-to-image, inpaint."""
+    """The routes a model of ``family`` runs on: its family's text-to-image route, image-to-image, inpaint.
+
+    An inpainting model runs on the inpaint route only; a refiner on image-to-image and inpaint; the
+    variation and upscaler models on their own route.
+    """
     if not family:
         return []
-    if family == "sd1-variation":
-        return [i.route for i in PIPELINES if i.task == "variation"]
-    inpainting = family.endswith("-inpaint")
-    unet = family.split("-")[0] in ("sd1", "sd2", "sdxl")  # the image-to-image and inpaint runners' models
+    special = {"sd1-variation": "variation", "upscaler": "upscale"}.get(family)
+    if special:
+        return [i.route for i in PIPELINES if i.task == special]
+    base = base_family(family)
+    if base not in FAMILY_TABLE:
+        return []
     routes = []
     for info in PIPELINES:
-        if info.task == "text-to-image" and info.family == family:
+        if info.task == "text-to-image" and info.route == FAMILY_TABLE[base].route and family == base:
             routes.append(info.route)
-        elif info.task == "image-to-image" and unet and not inpainting:
+        elif info.task == "image-to-image" and not family.endswith("-inpaint"):
             routes.append(info.route)
-        elif info.task == "inpaint" and unet:
+        elif info.task == "inpaint":
             routes.append(info.route)
     return routes
 
@@ -327,6 +333,8 @@ def folder_family(folder: Path, name: str) -> str | None:
     inpaint = "-inpaint" if unet.get("in_channels") == 9 else ""
     if "ImageVariation" in class_name or ("image_encoder" in index and "text_encoder" not in index):
         return "sd1-variation"
+    if "Upscale" in class_name:
+        return "upscaler"
     if class_name.startswith("StableDiffusion3"):
         return "sd3"
     if class_name.startswith("Flux"):

@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from pico.cli.app import CheckpointDir, Demo, LoraDir, ModelsDir, Verbose, app, err_console, load_settings
+from pico.cli.output import say
 
 
 @app.command("demo-models")
@@ -41,9 +42,11 @@ def models(
     lora_dir: LoraDir = None,
     demo: Demo = None,
     verbose: Verbose = None,
+    hash_files: Annotated[bool, typer.Option("--hash/--no-hash", help="Hash checkpoints not hashed yet (A1111's "
+                                             "model hash: reads each new file once).")] = True,
 ) -> None:
     """List what PICO can run here: Diffusers models, single-file checkpoints (family, size, hash) and LoRAs
-    (family, rank). Nothing is loaded; a hash shows once PICO has computed it (when the file was first used).
+    (family, rank). Nothing is loaded; each new checkpoint is hashed once (--no-hash skips it).
 
     Example: pico models --checkpoint-dir ~/sd/models/Stable-diffusion --lora-dir ~/sd/models/Lora
     """
@@ -53,7 +56,13 @@ def models(
     settings = load_settings(models_dir=models_dir, demo=demo, verbose=verbose,
                              checkpoint_dir=tuple(checkpoint_dir) if checkpoint_dir else None,
                              lora_dir=tuple(lora_dir) if lora_dir else None)
-    listing = models_listing(ModelResolver.for_settings(settings))
+    resolver = ModelResolver.for_settings(settings)
+    if hash_files and resolver.files is not None:
+        unhashed = len(resolver.files.unhashed_checkpoints())
+        if unhashed:
+            say(f"hashing {unhashed} checkpoint file(s) as A1111 does (once per file; the hashes are kept)")
+            resolver.files.hash_checkpoints()
+    listing = models_listing(resolver)
     if json_output:
         typer.echo(json.dumps(listing, ensure_ascii=False, indent=2))
         return

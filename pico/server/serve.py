@@ -8,6 +8,7 @@ import os
 import signal
 import threading
 
+from pico.catalog.files import ModelFiles
 from pico.config import Settings
 from pico.errors import PicoError
 from pico.server.app import create_app
@@ -15,6 +16,7 @@ from pico.server.http_server import PicoServer
 
 log = logging.getLogger("pico")
 
+HASH_CHECK_SECONDS = 10  # how often new checkpoint files are looked for, to hash them
 SPARE_HTTP_THREADS = 8  # so health and status answer while every slot generates
 CANCEL_GRACE = 10  # seconds a cancelled generation gets to reach its next step
 
@@ -31,6 +33,38 @@ def http_threads(settings: Settings) -> int:
     return ray_gate * (settings.generation_slots * per_slot + settings.queue) + settings.max_streams + SPARE_HTTP_THREADS
 
 
+class CheckpointHasher:
+    """Hashes new checkpoint files in the background, as A1111 lists them: "name.safetensors [hash]".
+
+    Each file is read once (the hash is kept on disk by path, size and mtime); the folders are looked
+    at again every ``every`` seconds, so a file added while the server runs gets its hash too.
+    """
+
+    def __init__(self, files: ModelFiles | None, every: float = HASH_CHECK_SECONDS):
+        self.files, self.every = files, every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="pico-hash", daemon=True)
+
+    def start(self) -> None:
+        """Begin hashing (nothing to do without checkpoint folders)."""
+        if self.files is not None:
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Hash nothing more (a file half read is left for next time)."""
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                hashed = self.files.hash_checkpoints()
+                if hashed:
+                    log.info("hashed %d checkpoint file(s) (A1111's model hash)", hashed)
+            except Exception:  # noqa: BLE001  (a listing without hashes beats a dead thread)
+                log.exception("hashing checkpoint files failed")
+            self._stop.wait(self.every)
+
+
 def serve(settings: Settings) -> int:
     """Serve until SIGTERM or Ctrl-C; running generations finish first (bounded). Returns the exit status."""
     if settings.ray:  # generations run on a Ray cluster; Ray is imported only then
@@ -42,6 +76,7 @@ def serve(settings: Settings) -> int:
     service = app.config["pico.service"]
     service.engine.leave_a_core_free()
     service.engine.warm_up(settings.preload)
+    hasher = CheckpointHasher(service.engine.resolver.files)
     server = PicoServer((settings.host, settings.port), app, numthreads=http_threads(settings),
                         server_name="pico", timeout=30, shutdown_timeout=settings.shutdown_timeout + CANCEL_GRACE,
                         max_header_bytes=settings.max_header_kb * 1024, header_timeout=settings.header_timeout)
@@ -70,7 +105,9 @@ def serve(settings: Settings) -> int:
     if not settings.api_key and not _is_loopback(settings.host):
         log.warning("no API key set and listening on %s: anyone who can reach this port can use the GPU "
                     "(set --api-key or PICO_API_KEY)", settings.host)
+    hasher.start()
     server.serve()
+    hasher.stop()
     stopper.join(settings.shutdown_timeout + CANCEL_GRACE + 5)
     if stopper.is_alive():
         log.error("generations did not stop in time; exiting anyway")

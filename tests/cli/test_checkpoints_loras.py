@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -45,6 +46,9 @@ def test_pico_models_lists_models_checkpoints_and_loras(pico, models, tiny_model
     listing = json.loads(result.stdout)
     assert {c["Name"]: c["Family"] for c in listing["Checkpoints"]} == {
         "sdxl/tiny-sdxl.safetensors": "sdxl", "tiny-sd15.safetensors": "sd1"}
+    assert {c["Name"]: c["Hash"] for c in listing["Checkpoints"]} == {  # hashed once, as A1111 lists them
+        c["Name"]: hashlib.sha256((tiny_models / "checkpoints" / c["Name"]).read_bytes()).hexdigest()[:10]
+        for c in listing["Checkpoints"]}
     loras = {lora["Name"]: lora for lora in listing["Loras"]}
     assert loras["legacy.pt"]["Status"] == "refused" and loras["legacy.pt"]["Folder"] == "Lora"
     assert loras["style/pixel-art.safetensors"]["Rank"] == 4

@@ -20,7 +20,7 @@ import webuiapi
 from PIL import Image
 
 from pico.catalog.models import SD1_MODEL
-from tests.live import tiny_server
+from tests.live import tiny_server, wait_until
 
 COMMON = {"Phrase": "ginger cat", "Steps": 3, "Seed": 7, "GuidanceScale": 7, "Width": 64, "Height": 64,
           "Scheduler": "Euler Uniform"}  # what A1111 runs for sampler "Euler" (its own schedule: Uniform)
@@ -139,6 +139,19 @@ def test_listings_show_names_families_and_why_a_file_cannot_be_used_never_a_serv
     shutil.copy(tiny_models / "loras" / "add-detail.safetensors", folders / "lora-extra" / "fresh.safetensors")
     assert live.post("/sdapi/v1/refresh-loras").status == 200
     assert "fresh" in {item["name"] for item in live.get("/sdapi/v1/loras").json}
+
+
+def test_checkpoints_are_hashed_in_the_background_without_being_loaded(live, folders):
+    expected = hashlib.sha256((folders / "a1111" / "twin.safetensors").read_bytes()).hexdigest()
+    def hashed_twin():
+        return next((m for m in live.get("/sdapi/v1/sd-models").json
+                     if m["filename"] == "twin.safetensors" and m["sha256"]), None)
+
+    twin = wait_until(hashed_twin, what="the background hash of twin.safetensors")
+    assert (twin["sha256"], twin["hash"], twin["title"]) == (expected, expected[:10],
+                                                             f"twin.safetensors [{expected[:10]}]")
+    assert "Loaded" not in twin and not any(m["Loaded"] for m in live.get("/api/v1/models").json["Checkpoints"]
+                                            if m["Name"] == "twin.safetensors")
 
 
 BAD_REQUESTS = [

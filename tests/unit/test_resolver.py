@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -153,6 +154,41 @@ def test_families_of_diffusers_folders_come_from_their_configs(tmp_path):
     assert routes_for_family("sdxl") == ["stable-diffusion-xl", "stable-diffusion-image-to-image",
                                          "stable-diffusion-inpaint"]
     assert routes_for_family("sd1-inpaint") == ["stable-diffusion-inpaint"]
+    assert folder_family(folder("e", {"_class_name": "StableDiffusionUpscalePipeline"}), "me/up") == "upscaler"
+
+
+@pytest.mark.parametrize("family, routes", [
+    ("flux-dev", ["stable-diffusion-image-to-image", "stable-diffusion-inpaint", "flux"]),
+    ("flux-schnell", ["stable-diffusion-image-to-image", "stable-diffusion-inpaint", "flux"]),
+    ("sd3", ["stable-diffusion-image-to-image", "stable-diffusion-inpaint", "stable-diffusion-3"]),
+    ("sd2", ["stable-diffusion-2", "stable-diffusion-image-to-image", "stable-diffusion-inpaint"]),
+    ("sdxl-refiner", ["stable-diffusion-image-to-image", "stable-diffusion-inpaint"]),
+    ("sd1-variation", ["stable-diffusion-image-variation"]),
+    ("upscaler", ["upscale"]),
+    ("nonsense", []),
+])
+def test_each_family_lists_the_routes_it_runs_on(family, routes):
+    assert routes_for_family(family) == routes
+
+
+def test_the_listing_says_which_checkpoints_pico_cannot_load(tree):
+    from pico.catalog.listing import models_listing
+
+    for name, index, part, config in [
+            ("black-forest-labs/FLUX.1-dev", "FluxPipeline", "transformer", {"guidance_embeds": True}),
+            ("stabilityai/stable-diffusion-x4-upscaler", "StableDiffusionUpscalePipeline", "unet", {})]:
+        (tree / name / part).mkdir(parents=True)
+        (tree / name / "model_index.json").write_text(json.dumps({"_class_name": index}))
+        (tree / name / part / "config.json").write_text(json.dumps(config))
+    listing = models_listing(resolver(tree))
+    flux = next(c for c in listing["Checkpoints"] if c["Name"] == "flux/dev.safetensors")
+    assert (flux["Status"], flux["Pipelines"], flux["Kind"]) == ("unsupported", [], None)
+    assert flux["Reason"] == ("PICO does not load FLUX.1 dev single-file checkpoints yet; "
+                              "use the model's Diffusers folder")
+    upscaler = next(m for m in listing["Models"] if m["Id"] == "stabilityai/stable-diffusion-x4-upscaler")
+    assert (upscaler["Kind"], upscaler["Pipelines"]) == ("upscaler", ["upscale"])
+    dev = next(m for m in listing["Models"] if m["Id"] == "black-forest-labs/FLUX.1-dev")
+    assert dev["Pipelines"] == ["stable-diffusion-image-to-image", "stable-diffusion-inpaint", "flux"]
 
 
 def test_the_text_to_image_route_follows_a_checkpoints_family(tree):

@@ -143,6 +143,23 @@ class ModelFiles:
         stated = self._stated_hash(file.path)
         return _short(stated or self._hash_file("addnet", file.path, file.name, "LoRA"), LORA_SHORTHASH_LENGTH)
 
+    def unhashed_checkpoints(self) -> list[CheckpointFile]:
+        """The usable checkpoint files whose A1111 hash is not known yet (new, or changed since hashed)."""
+        return [self._checkpoint(entry) for entry in self._current().checkpoints
+                if entry.status not in ("refused", "broken") and self._known(entry, "sha256") is None]
+
+    def hash_checkpoints(self) -> int:
+        """Hash every checkpoint not hashed yet (a 7 GB file takes seconds, once: the result is kept on disk),
+        so listings show A1111's hashes and a short hash finds its file; returns how many were hashed."""
+        hashed = 0
+        for file in self.unhashed_checkpoints():
+            try:
+                self._hashes.hash("sha256", file.path)
+                hashed += 1
+            except OSError:  # removed or unreadable since the scan: the next listing says so
+                continue
+        return hashed
+
     def known_checkpoint_hash(self, file: CheckpointFile) -> FileHash | None:
         """The checkpoint's hash if it was computed before (this run or an earlier one), without reading the file."""
         entry = self._entry(self._current().checkpoints, file.path)
@@ -282,7 +299,9 @@ def _require_usable(entry: Entry, field: str, what: str) -> None:
     hints = {
         "refused": "Use a .safetensors file.",
         "broken": "Replace the file (download it again); the others in the list still work.",
-        "unrecognised": "PICO serves SD 1.x, SD 2.x, SDXL, SD 3.x and FLUX.1 files.",
+        "unrecognised": ("PICO loads SD 1.x, SD 2.x and SDXL checkpoint files (SD 3.x and FLUX.1 from their Diffusers "
+                         "folders)." if what == "Checkpoint" else
+                         "PICO reads LoRAs for SD 1.x, SD 2.x, SDXL, SD 3.x and FLUX.1."),
     }
     raise ModelUnavailable(f"{what} {entry.found.name} cannot be used: {entry.reason}", status=422, field=field,
                            hint=hints.get(entry.status))

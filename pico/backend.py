@@ -29,7 +29,7 @@ class Backend(Protocol):
                        on_preview: Callable | None = None) -> list[Generation]:
         """Generate several requests that share a batch key in one call."""
 
-    def plan(self, request: GenerationRequest, route: str) -> ModelPlan:
+    def plan(self, request: GenerationRequest, route: str) -> ModelPlan | None:
         """What a request's Model and LoRAs are, refusing what cannot run on ``route`` before it queues."""
 
     def batch_key(self, request: GenerationRequest) -> tuple | None:

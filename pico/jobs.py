@@ -29,6 +29,28 @@ KEEP_FINISHED = 500  # finished jobs remembered for the jobs route (running and 
 _WATCH_LOCK = threading.Lock()  # adding and removing watchers (rare); telling them reads a tuple without it
 
 
+def preview_steps(n: int) -> Callable[[int, int], bool] | None:
+    """A rule for a preview every ``n`` steps and at the last one (None for n <= 0: no previews).
+
+    It counts steps since its last preview rather than multiples of ``n``: previews of a call on a
+    Ray replica arrive every so often, not at every step, and a new generation starts again at step 1.
+    """
+    if n <= 0:
+        return None
+    last = 0
+
+    def wants(done: int, total: int) -> bool:
+        nonlocal last
+        if done < last:
+            last = 0
+        if done - last >= n or done == total:
+            last = done
+            return True
+        return False
+
+    return wants
+
+
 class Watcher(Protocol):
     """Someone following a job (an event stream): told of every change, offered every preview."""
 
@@ -78,6 +100,8 @@ class Job:
     image_count: int = 1  # how many of the call's images are this job's
     preview_every: int = 0  # render a preview every N steps (0: never); set by whoever watches the job
     preview: tuple[int, list[Any]] | None = field(default=None, repr=False)  # the latest (step, PIL images)
+    _poller_every: int = field(default=0, repr=False)
+    _poller_wants: Callable[[int, int], bool] | None = field(default=None, repr=False)
     _watchers: tuple[Watcher, ...] = field(default=(), repr=False)  # replaced whole: read without a lock
 
     def on_step(self, done: int, total: int) -> bool:
@@ -107,8 +131,9 @@ class Job:
                 rendered.append(render()[self.image_offset:self.image_offset + self.image_count])
             return rendered[0]
 
-        every = self.preview_every
-        if every > 0 and (done % every == 0 or done == self.steps):
+        if self._poller_wants is None or self._poller_every != self.preview_every:
+            self._poller_every, self._poller_wants = self.preview_every, preview_steps(self.preview_every)
+        if self._poller_wants is not None and self._poller_wants(done, self.steps):
             self.preview = (done, mine())
         for watcher in self._watchers:
             watcher.offer(done, self.steps, mine)
@@ -306,6 +331,10 @@ class Jobs:
         if job is None:
             raise NotFound(f"No job {job_id!r}; finished jobs are kept for the last {KEEP_FINISHED} generations")
         return job
+
+    def refresh(self, job: Job) -> bool:
+        """Bring a copy of a job run elsewhere up to date; False when it is this server's own (always so here)."""
+        return False
 
     def position(self, job: Job) -> int:
         """A waiting job's place in the queue (1: next to run), counting the requests ahead; 0 when not waiting."""

@@ -205,12 +205,15 @@ class ModelResolver:
         """The text-to-image pipeline whose defaults fit the model named (its family decides)."""
         return text_to_image_pipeline(name, self.family(name))
 
-    def plan(self, request: GenerationRequest, route: str) -> ModelPlan:
+    def plan(self, request: GenerationRequest, route: str) -> ModelPlan | None:
         """What the request's Model and LoRAs are, refusing before any work what cannot run on ``route``.
 
         A checkpoint of another family than a text-to-image route draws is a 422 on Model naming the route
         that fits; a LoRA for another family, or one that cannot be used, is a 422 naming the LoRA.
+        None for a request that runs no model (Lanczos upscaling): its Model is not looked at.
         """
+        if not request.loads_model():
+            return None
         source = self.resolve(request.model)
         if isinstance(source, CheckpointSource):
             family = source.file.family

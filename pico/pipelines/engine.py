@@ -157,7 +157,7 @@ class Engine:
                 meta.update(resources)
         return generations
 
-    def plan(self, request: GenerationRequest, route: str) -> ModelPlan:
+    def plan(self, request: GenerationRequest, route: str) -> ModelPlan | None:
         """What a request's Model and LoRAs are on this server, refusing what cannot run on ``route``: torch-free,
         so transports call it before queueing a request (the engine calls it again when it runs)."""
         return self.resolver.plan(request, route)

@@ -14,7 +14,7 @@ import queue
 import threading
 import time
 import uuid
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from pico.catalog.models import canonical
 from pico.catalog.resolver import ModelPlan, ModelResolver
@@ -23,7 +23,7 @@ from pico.errors import Busy, Cancelled, ClusterUnavailable, PicoError, ReplicaF
 from pico.prompt_syntax import short_phrase_shape
 from pico.ray.deployment import model_key
 from pico.schemas.requests import GenerationRequest
-from pico.schemas.results import Generation, StepCallback
+from pico.schemas.results import Generation, PreviewCallback, StepCallback
 
 if TYPE_CHECKING:
     from pico.jobs import Job
@@ -62,14 +62,15 @@ class RayBackend:
         return self.generate_batch([request], on_step)[0]
 
     def generate_batch(self, requests: list[GenerationRequest], on_step: StepCallback | None = None,
-                       on_preview: Callable | None = None) -> list[Generation]:
+                       on_preview: PreviewCallback | None = None) -> list[Generation]:
         """Run one engine call on the replica Serve picks (one holding the model when one is free).
 
-        ``on_preview`` is accepted and not called: previews do not cross the cluster yet.
+        With ``on_preview``, the replica sends a preview every PREVIEW_SECONDS or so (not at every step).
         """
-        self.resolver.require_allowed(requests[0].model)  # refused here, without a round trip
+        if requests[0].loads_model():
+            self.resolver.resolve(requests[0].model)  # a model this server may not load is refused here, at once
         jobs = self.tracker.current() if self.tracker is not None else []
-        return RemoteCall(self, requests, jobs, on_step).run()
+        return RemoteCall(self, requests, jobs, on_step, on_preview).run()
 
     def batch_key(self, request: GenerationRequest) -> tuple | None:
         """What a request must share with others to run in one call (as Engine.batch_key)."""
@@ -86,7 +87,7 @@ class RayBackend:
         loras = tuple(lora.key() for lora in request.lora_set)  # adapters are set for a whole call
         return None if shape is None else (canonical(request.model), *key, loras, shape)
 
-    def plan(self, request: GenerationRequest, route: str) -> ModelPlan:
+    def plan(self, request: GenerationRequest, route: str) -> ModelPlan | None:
         """What a request's Model and LoRAs are, refused before queueing if they cannot run (as Engine.plan)."""
         return self.resolver.plan(request, route)
 
@@ -167,11 +168,12 @@ class RemoteCall:
     """One generate call on a replica, streamed back: start, steps, result."""
 
     def __init__(self, backend: RayBackend, requests: list[GenerationRequest], jobs: list["Job"],
-                 on_step: StepCallback | None):
+                 on_step: StepCallback | None, on_preview: PreviewCallback | None = None):
         self.backend = backend
         self.requests = requests
         self.jobs = jobs
         self.on_step = on_step
+        self.on_preview = on_preview
         self.id = uuid.uuid4().hex
         self.interrupted = False
         self.replica = ""  # the replica that took the call
@@ -181,7 +183,7 @@ class RemoteCall:
         """Send the call (trying again when Serve's back-pressure may have been a burst), then follow it."""
         handle = self.backend._engine.options(multiplexed_model_id=model_key(self.requests[0]))
         for attempt in range(BACKPRESSURE_TRIES):
-            stream = handle.remote(self.id, self.requests)
+            stream = handle.remote(self.id, self.requests, self.on_preview is not None)
             items: queue.Queue = queue.Queue()
             threading.Thread(target=_read, args=(stream, items), name="pico-ray-call", daemon=True).start()
             try:
@@ -200,6 +202,10 @@ class RemoteCall:
                 kind, *rest = self._next(stream, items)
                 if kind == "step":
                     self._step(*rest)
+                elif kind == "preview":
+                    if self.on_preview is not None:
+                        done, images = rest
+                        self.on_preview(done, lambda: images)
                 elif kind == "started":
                     self.replica = rest[0]["replica"]
                     if self.backend.tracker is not None:

@@ -2,7 +2,8 @@
 
 Requests are routed by Serve's model multiplexing, keyed by the model id (aliases followed),
 so a model's requests go to a replica that holds it warm while one is free. ``generate``
-streams: first ``("started", replica)``, then ``("step", done, total)`` per denoising step,
+streams: first ``("started", replica)``, then ``("step", done, total)`` per denoising step
+(and, when the call asks for them, ``("preview", done, images)`` every PREVIEW_SECONDS or so),
 then ``("done", generations)`` or ``("error", PicoError)``. A front door that gives up cancels
 the stream (Serve cancels the call; the generation stops at its next step); an interrupt
 (end denoising now, keep the images) reaches the replica through the board, which it polls
@@ -19,7 +20,7 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
 from pico.catalog.models import canonical
 from pico.config import Settings
@@ -34,6 +35,7 @@ BOARD = "PicoBoard"
 POLL_SECONDS = 0.1  # how often a replica that generates collects its signals from the board
 HEARTBEAT_SECONDS = 1.0  # how often an idle replica tells the board it is there
 STEP_INTERVAL = 0.05  # seconds: steps stream back at most this often (each item crosses processes)
+PREVIEW_SECONDS = 0.25  # previews (small images made from the latents) stream back at most this often
 QUIET_LOGS = {"enable_access_log": False, "log_level": "WARNING"}
 
 
@@ -77,11 +79,15 @@ class ReplicaBase:
         threading.Thread(target=self._report_forever, name="pico-report", daemon=True).start()
 
     def admit_model(self, model_id: str) -> str:
-        """Serve's multiplexing asks for a model: refuse one this server may not load, else take it."""
-        self.engine.resolver.require_allowed(model_id)
+        """Serve's multiplexing asks for a model: refuse one this server may not load, else take it.
+
+        The name is a request's Model: an id (allowed or not) or a checkpoint file's name in the folders.
+        """
+        self.engine.resolver.resolve(model_id)
         return model_id  # the engine loads it on first use, into its own cache of the same size
 
-    async def generate(self, call_id: str, requests: list[GenerationRequest]) -> AsyncIterator[tuple]:
+    async def generate(self, call_id: str, requests: list[GenerationRequest],
+                       previews: bool = False) -> AsyncIterator[tuple]:
         """Run one engine call; stream its start, its steps, then its result (see the module docstring)."""
         from ray import serve
 
@@ -102,10 +108,11 @@ class ReplicaBase:
             except RuntimeError:  # the replica is shutting down: nobody listens any more
                 pass
 
-        sent = [0.0]
+        sent, previewed, steps = [0.0], [0.0], [0]
 
         def on_step(done: int, total: int) -> bool:
             now = time.monotonic()
+            steps[0] = total
             if now - sent[0] >= STEP_INTERVAL or done in (1, total):  # the caller counts the steps in between
                 sent[0] = now
                 send(("step", done, total))
@@ -113,9 +120,16 @@ class ReplicaBase:
                 raise Cancelled(f"Generation stopped at step {done} of {total}: its caller gave up")
             return call.interrupted
 
+        def on_preview(done: int, render: Callable[[], list]) -> None:
+            now = time.monotonic()
+            if now - previewed[0] >= PREVIEW_SECONDS or done == steps[0]:
+                previewed[0] = now
+                send(("preview", done, render()))
+
         def work() -> None:
             try:
-                send(("done", self.engine.generate_batch(requests, on_step=on_step)))
+                send(("done", self.engine.generate_batch(requests, on_step=on_step,
+                                                         on_preview=on_preview if previews else None)))
             except PicoError as exc:
                 send(("error", exc))
             except Exception as exc:  # noqa: BLE001 - reported to the caller, logged here with its traceback
@@ -138,7 +152,7 @@ class ReplicaBase:
             while True:
                 item = await items.get()
                 yield item
-                if item[0] != "step":
+                if item[0] in ("done", "error"):
                     return
         except BaseException:  # the caller cancelled (CancelledError) or went away: stop at the next step
             call.cancelled.set()
@@ -199,6 +213,12 @@ def build_app(settings: Settings, resources: dict[str, float]) -> Any:
             """The model a request names (Serve keeps the last --max-models per replica, as the engine does)."""
             return self.admit_model(model_id)
 
+    cpus = int(resources.get("num_cpus", 1)) if not resources.get("num_gpus") else 0
+    return serve.deployment(PicoEngine, **engine_options(settings, resources)).bind(settings, board, cpus)
+
+
+def engine_options(settings: Settings, resources: dict[str, float]) -> dict[str, Any]:
+    """The engine deployment's Serve options: slots, waiting places, a fixed count or autoscaling."""
     options: dict[str, Any] = {
         "name": REPLICA, "max_ongoing_requests": settings.threadsmax,
         # Serve counts a request being assigned as queued, and refuses 0: --queue 0 becomes 1.
@@ -210,13 +230,12 @@ def build_app(settings: Settings, resources: dict[str, float]) -> Any:
                                          "target_ongoing_requests": settings.threadsmax}
     else:
         options["num_replicas"] = settings.replicas
-    cpus = int(resources.get("num_cpus", 1)) if not resources.get("num_gpus") else 0
-    return serve.deployment(PicoEngine, **options).bind(settings, board, cpus)
+    return options
 
 
 def model_key(request: GenerationRequest) -> str:
-    """The multiplexed model id of a request: its model, aliases followed."""
-    return canonical(request.model)
+    """The multiplexed model id of a request: its model, aliases followed ("" when it runs none)."""
+    return canonical(request.model) if request.loads_model() else ""
 
 
 def _counting_engine(settings: Settings) -> Any:

@@ -100,6 +100,23 @@ class ClusterJobs(Jobs):
                 raise missing from None
             return job_from(record)
 
+    def refresh(self, job: Job) -> bool:
+        """Bring a copy of another front door's job up to date from the board; False for this door's own job."""
+        try:
+            super().get(job.id)
+            return False
+        except NotFound:
+            pass
+        record = self.backend.board("job", job.id)
+        if record is not None:
+            latest = job_from(record)
+            for name in ("state", "step", "steps", "started", "finished", "error", "images", "batch_size", "part",
+                         "stopping", "_timing"):
+                setattr(job, name, getattr(latest, name))
+        elif job.finished is None:  # forgotten by the board: its front door went away
+            job.state, job.finished, job.error = JobState.FAILED, time.time(), "LOST"
+        return True
+
     def cancel(self, job_id: str) -> Job:
         """Cancel a job here, or leave the cancel for its front door (it stops within a second)."""
         try:

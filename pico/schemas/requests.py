@@ -32,7 +32,7 @@ from pico.catalog.models import (
     canonical,
 )
 from pico.catalog.samplers import FLOW_SCHEDULER_NAMES, SCHEDULER_NAMES
-from pico.catalog.upscalers import HIRES_UPSCALERS, UPSCALERS
+from pico.catalog.upscalers import HIRES_UPSCALERS, SD_X4, UPSCALERS
 from pico.schemas import fields
 from pico.schemas.fields import internal, option
 from pico.schemas.images import FORMATS, decode_image
@@ -244,6 +244,10 @@ class GenerationRequest(DataClassJsonMixin):
     def phrase_loras(self) -> list[Lora]:
         """The LoRAs named by ``<lora:NAME:WEIGHT>`` tags in the phrase (none for requests without one)."""
         return []
+
+    def loads_model(self) -> bool:
+        """Whether this request runs its Model (the upscale route's Lanczos and Nearest do not)."""
+        return True
 
     def step_count(self) -> int:
         """Denoising steps: Steps when given, else round(250 x Quality) from 1 to 250, else the family's default."""
@@ -648,10 +652,14 @@ class UpscaleRequest(StableDiffusionRequest):
     guidance_scale: float = _guidance(9.0)
     hires: HiresFix | None = internal(lambda: None)
 
+    def loads_model(self) -> bool:
+        """Only the SD x4 upscaler runs a model; Lanczos and Nearest resample."""
+        return self.upscaler == SD_X4
+
     def validate(self, max_pixels: int) -> None:
         """As the base; the output must fit the pixel limit, and resampling makes one image."""
         super().validate(max_pixels)
-        if self.upscaler != "SD x4" and self.total != 1:
+        if self.upscaler != SD_X4 and self.total != 1:
             raise InvalidRequest(f"Upscaler {self.upscaler} makes one image; Total must be 1, got {self.total}",
                                  field="Total", hint="Leave Total out, or use Upscaler 'SD x4' for several.")
         width, height = self.output_size()

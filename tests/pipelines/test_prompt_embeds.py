@@ -219,14 +219,6 @@ def test_clip_skip_2_in_a1111_is_diffusers_clip_skip_1_on_sd1(sd1):
                        encode_prompts(sd1, "blurry", None, steps=2, clip_skip=1).kwargs["prompt_embeds"])
 
 
-@pytest.mark.xfail(raises=AttributeError, strict=True,
-                   reason="Diffusers' SD clip_skip reads CLIPTextModel.text_model, gone in transformers 5.6+ "
-                          "(huggingface/diffusers#14124); when this passes, pipe(clip_skip=...) works again")
-def test_diffusers_own_clip_skip_on_sd1_gives_our_embeddings(sd1):
-    ours = encode_prompts(sd1, "a ginger cat", "blurry", steps=2, clip_skip=1)
-    assert torch.equal(ours.kwargs["prompt_embeds"], diffusers_embeds(sd1, "a ginger cat", "blurry", clip_skip=1)[0])
-
-
 def test_clip_skip_on_sdxl_counts_from_the_penultimate_layer_as_diffusers_does(sdxl):
     assert clip_skip_from_a1111(2, "sdxl") is None and clip_skip_from_a1111(3, "sd2") is None
     ours = encode_prompts(sdxl, "a ginger cat", "blurry", steps=2, clip_skip=1)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from pico.pipelines.prompt_embeds import encode_prompts
-from pico.schemas.requests import StableDiffusionRequest, StableDiffusionXlRequest
+from pico.schemas.requests import StableDiffusion2Request, StableDiffusionRequest, StableDiffusionXlRequest
 
 MAX_PIXELS = 2048 * 2048
 LONG = ", ".join(f"detail {i}" for i in range(40))  # well over 77 tokens
@@ -28,12 +28,18 @@ def by_hand(tiny_models, model: str, **call):
 
 
 @pytest.mark.parametrize("cls, model", [(StableDiffusionRequest, "runwayml/stable-diffusion-v1-5"),
+                                        (StableDiffusion2Request, "stabilityai/stable-diffusion-2-1"),
                                         (StableDiffusionXlRequest, "stabilityai/stable-diffusion-xl-base-1.0")],
-                         ids=["sd1", "sdxl"])
+                         ids=["sd1", "sd2", "sdxl"])
 def test_a_weighted_phrase_equals_diffusers_given_the_same_embeddings(engine, tiny_models, cls, model):
     phrase = "a (ginger:1.4) cat, [blurry] BREAK garden"
     ours = np.asarray(engine.generate(request(cls, Phrase=phrase, NegativePhrase="ugly")).images[0])
     pipe, call = by_hand(tiny_models, model)
+    if cls is StableDiffusion2Request:  # the SD 2 route's own scheduler, "DPM++ 2M"
+        from diffusers import DPMSolverMultistepScheduler
+
+        pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config, algorithm_type="dpmsolver++",
+                                                                 use_karras_sigmas=False)
     embeds = encode_prompts(pipe, phrase, "ugly", steps=3)
     np.testing.assert_array_equal(ours, call(**embeds.kwargs, guidance_scale=cls.__dataclass_fields__[
         "guidance_scale"].default))

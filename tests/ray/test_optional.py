@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -57,3 +60,26 @@ def test_a_batch_job_whose_replica_died_runs_once_more_then_fails(deaths, calls,
         else:
             assert session.generate(pipeline, request, "cat") == "generation"
     assert backend.calls == calls
+
+
+def test_replicas_are_a_fixed_count_or_serve_autoscaling():
+    pytest.importorskip("ray")
+    from pico.ray.deployment import engine_options
+
+    fixed = engine_options(Settings(replicas=3, threadsmax=2, queue=0), {"num_cpus": 1})
+    assert (fixed["num_replicas"], fixed["max_ongoing_requests"], fixed["max_queued_requests"]) == (3, 2, 1)
+    assert "autoscaling_config" not in fixed
+    scaled = engine_options(Settings(min_replicas=0, max_replicas=4, threadsmax=2, queue=5), {"num_gpus": 1})
+    assert scaled["autoscaling_config"] == {"min_replicas": 0, "max_replicas": 4, "target_ongoing_requests": 2}
+    assert "num_replicas" not in scaled and scaled["max_queued_requests"] == 5
+    assert scaled["ray_actor_options"] == {"num_gpus": 1}
+
+
+def test_an_unreachable_cluster_is_one_line_and_exit_status_6(tiny_models, tmp_path):
+    pytest.importorskip("ray")
+    done = subprocess.run([sys.executable, "-m", "pico", "serve", "--device", "cpu", "--models-dir", str(tiny_models),
+                           "--ray", "127.0.0.1:9", "--port", "0"], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "RAY_TMPDIR": str(tmp_path)})
+    assert done.returncode == 6, done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error")]
+    assert len(errors) == 1 and "127.0.0.1:9" in errors[0], done.stderr

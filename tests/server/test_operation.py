@@ -14,6 +14,7 @@ import zlib
 
 import pytest
 
+from tests.conftest import b64, png_bytes
 from tests.live import Background, wait_until
 from tests.server.conftest import ALLOWED_ORIGINS
 from tests.server.test_api import body_for
@@ -133,6 +134,10 @@ def test_png_compress_level_sets_the_compression_of_returned_images(operations, 
     default, level_9 = png_compression(returned_png(server)), png_compression(returned_png(operations))
     assert level_9 == 3  # PICO_PNG_COMPRESS_LEVEL=9: zlib's best compression
     assert default != level_9  # the default, level 1 (ISA-L's fast deflate)
+    extras = operations.post("/sdapi/v1/extra-single-image", {"image": b64(png_bytes((32, 32))), "upscaler_1": "Lanczos",
+                                                              "upscaling_resize": 2})
+    assert extras.status == 200, extras.body
+    assert png_compression(base64.b64decode(extras.json["image"])) == 3  # A1111's extras too
 
 
 def test_no_key_on_a_public_address_warns_at_start(operations):

@@ -141,7 +141,7 @@ def test_cancelling_one_member_of_a_queued_batch_leaves_the_others():
     done = [results[name] for name in "abc" if name not in cancelled]
     assert [job.state for job in done] == [JobState.DONE, JobState.DONE]
     assert [job.batch_size for job in done] == [2, 2]
-    assert calls[-1] == [name for name in "abc" if name not in cancelled]
+    assert sorted(calls[-1]) == [name for name in "abc" if name not in cancelled]  # in arrival order, any
 
 
 def test_a_lone_request_waits_the_window_and_no_longer():

@@ -20,7 +20,7 @@ from pico.catalog.upscalers import IMAGE_UPSCALERS, LATENT_UPSCALE_MODES, SD_X4
 from pico.errors import InvalidRequest
 from pico.pipelines.resize import combine_grid, split_grid
 from pico.schemas import fields
-from pico.schemas.images import decode_image, encode_image, to_base64
+from pico.schemas.images import decode_image, encode_images, to_base64
 from pico.schemas.requests import MAX_SEED, UpscaleRequest, pick_seeds
 from pico.server.a1111.options import effective_format
 from pico.server.a1111.schemas import (
@@ -82,7 +82,7 @@ def extra_single_image(service: "Service") -> dict:
     request = fields.parse(ExtrasSingleImageRequest, read_json_body(service), lenient=True)
     image = decode_image(request.image, "image", service.settings.max_pixels)
     images, notes = run_extras(service, request, [image])
-    encoded = [to_base64(encode_image(i, effective_format(service))) for i in images]
+    encoded = [to_base64(data) for data in _encoded(service, images)]
     return ExtrasSingleImageResponse(html_info(request, notes),
                                      encoded[0] if request.show_extras_results else None).to_dict()
 
@@ -99,8 +99,13 @@ def extra_batch_images(service: "Service") -> dict:
     if not images:
         raise InvalidRequest("imageList must hold at least one image", field="imageList")
     results, notes = run_extras(service, request, images)
-    encoded = [to_base64(encode_image(i, effective_format(service))) for i in results]
+    encoded = [to_base64(data) for data in _encoded(service, results)]
     return ExtrasBatchImagesResponse(html_info(request, notes), encoded if request.show_extras_results else []).to_dict()
+
+
+def _encoded(service: "Service", images: list[Image.Image]) -> list[bytes]:
+    """The images in the server's format and PNG compression level, all at once on the encoder threads."""
+    return encode_images(images, effective_format(service), [None] * len(images), service.settings.png_compress_level)
 
 
 def run_extras(service: "Service", request: ExtrasRequest, images: list[Image.Image]) -> tuple[list, list[str]]:

@@ -16,7 +16,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from pico.jobs import JobState
+from pico.jobs import JobState, preview_steps
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -79,9 +79,7 @@ class JobWatcher:
 
 def every_n_steps(n: int) -> Callable[[int, int], bool] | None:
     """A preview every ``n`` steps and at the last one; None (no previews) for n <= 0."""
-    if n <= 0:
-        return None
-    return lambda done, total: done % n == 0 or done == total
+    return preview_steps(n)
 
 
 @dataclass(frozen=True)

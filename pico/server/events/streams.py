@@ -254,8 +254,13 @@ def install(app: bottle.Bottle, service: "Service", limit: StreamLimit) -> None:
         job.watch(watcher)
         alive = liveness(bottle.request.environ)
 
+        def ended() -> bool:
+            # A job another front door runs (pico serve --ray) is a copy: it is read again from the board.
+            service.jobs.refresh(job)
+            return job.finished is not None
+
         def events() -> Iterator[bytes]:
-            for update in follow(job, watcher, service.jobs.position, lambda: job.finished is not None, alive):
+            for update in follow(job, watcher, service.jobs.position, ended, alive):
                 yield progress_event(update)
             if job.finished is not None:
                 yield ending_event(service, job)

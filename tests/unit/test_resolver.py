@@ -204,3 +204,15 @@ def test_the_catalog_imports_no_torch():
             "print(sorted(m for m in ('torch', 'diffusers', 'transformers', 'safetensors') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_request_that_loads_no_model_is_not_checked_against_the_models(tmp_path):
+    from pico.schemas.requests import UpscaleRequest
+
+    nothing = ModelResolver(tmp_path, files=None, allow_any=False)
+    image = b64(png_bytes((32, 32)))
+    lanczos = UpscaleRequest.parse({"ImageBase64": image, "Upscaler": "Lanczos", "Model": "someone/else"}, PIXELS)
+    assert nothing.plan(lanczos, "upscale") is None
+    x4 = UpscaleRequest.parse({"ImageBase64": image, "Upscaler": "SD x4", "Model": "someone/else"}, PIXELS)
+    with pytest.raises(ModelNotAllowed):
+        nothing.plan(x4, "upscale")

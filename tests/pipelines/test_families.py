@@ -376,3 +376,39 @@ def test_bfloat16_is_a_precision_and_the_cpu_says_it_ran_float32():
     assert pick_dtype("bfloat16", torch.device("cpu")) == (
         torch.float32, "Precision 'bfloat16' is not available on the CPU; ran in float32 (Precision 'full').")
     assert [precision_name(d) for d in (torch.bfloat16, torch.float16, torch.float32)] == ["bfloat16", "half", "full"]
+
+
+# ---- LoRAs on the new families ----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def family_loras(tiny_models, tmp_path_factory):
+    """An engine whose LoRA folder holds a tiny LoRA for SD 3.5 and one for FLUX.1 dev (Diffusers format)."""
+    from pico.config import Settings
+    from pico.pipelines.engine import Engine
+    from pico.pipelines.tiny_loras import write_tiny_lora
+
+    folder = tmp_path_factory.mktemp("family-loras")
+    files = {SD35_MEDIUM_MODEL: write_tiny_lora(tiny_models / SD35_MEDIUM_MODEL, folder / "sd35-style.safetensors",
+                                                seed=4),
+             FLUX_DEV_MODEL: write_tiny_lora(tiny_models / FLUX_DEV_MODEL, folder / "flux-style.safetensors", seed=5)}
+    engine = Engine(Settings(models_dir=tiny_models, lora_dir=(folder,), device="cpu", max_models=4,
+                             cache_dir=tmp_path_factory.mktemp("cache")))
+    return engine, files
+
+
+@pytest.mark.parametrize("model", [SD35_MEDIUM_MODEL, FLUX_DEV_MODEL], ids=["sd35", "flux-dev"])
+def test_a_lora_draws_what_diffusers_draws_and_the_base_stays_as_it_was(family_loras, tiny_models, model):
+    engine, files = family_loras
+    cls = FAMILY_MODELS[model][0]
+    body = dict(Model=model, Phrase="ginger cat", Seed=3, Steps=2, Width=64, Height=64, GuidanceScale=3.0)
+    base = engine.generate(parse(cls, **body))
+    styled = engine.generate(parse(cls, **body, Loras=[{"Name": files[model].stem, "Weight": 0.7}]))
+    pipe = diffusers_pipeline(tiny_models, model)
+    pipe.load_lora_weights(str(files[model]), adapter_name="style")
+    pipe.set_adapters(["style"], [0.7])
+    theirs = pipe(prompt="ginger cat", num_inference_steps=2, guidance_scale=3.0, width=64, height=64,
+                  generator=seeds(3), max_sequence_length=FAMILY_MODELS[model][3]).images
+    equal(styled.images, theirs)
+    assert not np.array_equal(pixels(styled.images)[0], pixels(base.images)[0])
+    equal(engine.generate(parse(cls, **body)).images, base.images)  # bit-identical base afterwards
+    assert styled.metadata[0]["Loras"][0]["Name"] == files[model].name

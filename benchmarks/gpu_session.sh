@@ -79,6 +79,7 @@ main() {
     step 200 python3 benchmarks/fullsize.py --root "$models" || return 1
     du -sh "$models"
     step 150 python3 benchmarks/cuda_pipelines.py --models "$models" --out "$OUT"
+    step 60 python3 benchmarks/inpaint_copies.py --repeat 5 --out "$OUT"  # per-image inpainting noise, in fp16
     # Checkpoints and LoRAs at full size: a single-file SDXL checkpoint (about 7 GB, written once from the
     # random-weight SDXL) and rank-32 LoRAs; first request on the checkpoint, then LoRA-set switches against a
     # 25-step 1024² generation (goal: a switch under 10 % of it).

@@ -98,3 +98,13 @@ def test_table_names_read_back_as_a1111_names():
                 assert a1111_names(name) == (sampler.name, schedule.label)
                 assert split_sampler_name(name) == (sampler.name, schedule.name)
     assert a1111_names("DPM++ 2M SDE") == ("DPM++ 2M SDE", None)
+
+
+def test_the_readme_lists_every_option_without_effect():
+    from pathlib import Path
+
+    from pico.server.a1111.options import DEFAULTS, HONOURED
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text("utf-8")
+    listed = ", ".join(f"`{key}`" for key in sorted(key for key in DEFAULTS if key not in HONOURED))
+    assert listed in readme, "README.md's list of A1111 options without effect differs from options.DEFAULTS"

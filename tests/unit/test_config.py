@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -67,3 +68,12 @@ def test_demo_mode_serves_from_the_cache_folder(tmp_path):
     s = Settings(demo=True, cache_dir=tmp_path, models_dir=Path("/elsewhere"))
     assert s.models_root == tmp_path / "demo-models"
     assert Settings(models_dir=Path("/m")).models_root == Path("/m")
+
+
+def test_checkpoint_and_lora_folders_come_from_the_environment_as_paths_do():
+    settings = Settings.load(environ={"PICO_CHECKPOINT_DIR": f"/a/Stable-diffusion{os.pathsep} /b/checkpoints ",
+                                      "PICO_LORA_DIR": "~/Lora"})
+    assert settings.checkpoint_dir == (Path("/a/Stable-diffusion"), Path("/b/checkpoints"))
+    assert settings.lora_dir == (Path("~/Lora").expanduser(),)
+    flags = Settings.load({"lora_dir": (Path("/c"),)}, environ={"PICO_LORA_DIR": "/d"})
+    assert flags.lora_dir == (Path("/c"),)  # flags win, whole

@@ -139,6 +139,9 @@ def test_listings_show_names_families_and_why_a_file_cannot_be_used_never_a_serv
     shutil.copy(tiny_models / "loras" / "add-detail.safetensors", folders / "lora-extra" / "fresh.safetensors")
     assert live.post("/sdapi/v1/refresh-loras").status == 200
     assert "fresh" in {item["name"] for item in live.get("/sdapi/v1/loras").json}
+    shutil.copy(tiny_models / "checkpoints" / "tiny-sd15.safetensors", folders / "comfy" / "fresh-model.safetensors")
+    assert live.post("/sdapi/v1/refresh-checkpoints").status == 200
+    assert "fresh-model.safetensors" in {item["filename"] for item in live.get("/sdapi/v1/sd-models").json}
 
 
 def test_checkpoints_are_hashed_in_the_background_without_being_loaded(live, folders):

@@ -152,6 +152,25 @@ def settle_python_heap() -> None:
     gc.freeze()
 
 
+def release_frames(error: BaseException) -> None:
+    """Clear the local variables of the finished frames ``error`` and its causes went through.
+
+    A failed load's or call's frames hold its pipeline or its activations; kept by the error (in
+    an entry, a job, a log record), they would keep that memory until the error is dropped.
+    """
+    import traceback
+
+    seen: set[int] = set()
+    pending = [error]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        traceback.clear_frames(current.__traceback__)  # frames still running (the caller's) are skipped
+        pending += [current.__cause__, current.__context__]
+
+
 def free_device_memory(device: "torch.device") -> None:
     """Return memory to Python and the device after a failure or an eviction."""
     import gc

@@ -383,9 +383,8 @@ class Engine:
         else:
             pipe.to(self.device)
 
-    def _discard(self, pipe: Any) -> None:
-        """Free what a model that failed to go on the device took there."""
-        del pipe
+    def _discard(self) -> None:
+        """Free what a model that failed to go on the device took there (the cache holds nothing of it now)."""
         free_device_memory(self.device)
 
     def _release(self, model: LoadedModel) -> None:

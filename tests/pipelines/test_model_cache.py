@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import threading
+import traceback
 import weakref
 
 import pytest
@@ -43,6 +44,36 @@ def test_out_of_memory_while_loading_is_503_and_keeps_the_warm_model(tiny_models
     assert caught.value.status == 503 and caught.value.code == "OUT_OF_MEMORY"
     assert "--max-models" in caught.value.hint
     assert engine.loaded_models() == [SD1]  # the failed one is not kept, the warm one is
+
+
+def test_a_model_that_ran_out_of_memory_loading_is_freed(tiny_models):
+    """Nothing keeps the failed model: not the error's frames (which held it), not the collector's frozen set."""
+    engine = Engine(Settings(models_dir=tiny_models, device="cpu",
+                             faults="loadoom:stabilityai/stable-diffusion-xl-base-1.0"))
+    read, held = engine.cache._load, []
+
+    def reading(key):
+        pipe = read(key)
+        held.extend(weakref.ref(part) for part in (pipe, pipe.unet, pipe.vae, pipe.text_encoder))
+        return pipe
+
+    engine.cache._load = reading
+    with pytest.raises(OutOfMemory) as caught:
+        engine.generate(request(StableDiffusionXlRequest))
+    assert caught.value.__cause__ is not None  # the error is still here, with its cause
+    assert [part() for part in held] == [None] * 4  # and the model is gone, with no collection of the test's
+
+
+def test_out_of_memory_while_generating_keeps_none_of_the_call_s_tensors(tiny_models):
+    import torch
+
+    engine = Engine(Settings(models_dir=tiny_models, device="cpu", faults="oom:1"))
+    with pytest.raises(OutOfMemory) as caught:
+        engine.generate(request(StableDiffusionRequest))
+    frames = [frame for frame, _ in traceback.walk_tb(caught.value.__cause__.__traceback__)]
+    assert len(frames) > 3  # from the runner down into the Diffusers call, where the step failed
+    held = [name for frame in frames for name, value in frame.f_locals.items() if isinstance(value, torch.Tensor)]
+    assert held == []  # the latents, embeddings and activations are not kept with the error
 
 
 def test_loads_in_flight_count_against_max_models():

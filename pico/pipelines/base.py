@@ -27,6 +27,7 @@ from pico.pipelines.device import (
     is_out_of_memory,
     is_sdxl,
     precision_name,
+    release_frames,
 )
 from pico.pipelines.prompt_embeds import check_clip_skip, diffusers_clip_skip, weighted_phrases
 from pico.pipelines.schedulers import build_scheduler, scheduler_name
@@ -348,6 +349,7 @@ class Runner:
             raise
         except Exception as exc:
             if is_out_of_memory(exc):
+                release_frames(exc)  # the failed call's frames hold its activations
                 free_device_memory(ctx.device)
                 raise OutOfMemory(f"The {ctx.device.type} device ran out of memory", hint=OOM_HINT,
                                   detail=str(exc)) from exc

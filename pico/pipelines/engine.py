@@ -25,6 +25,7 @@ from pico.pipelines.base import CallContext, ModeGate, WarmPipelines
 from pico.pipelines.device import (
     configure_attention,
     free_device_memory,
+    freeze_libraries,
     is_out_of_memory,
     is_sdxl,
     keep_vae_in_float32,
@@ -33,7 +34,6 @@ from pico.pipelines.device import (
     pick_dtype,
     precision_name,
     quiet_libraries,
-    settle_python_heap,
 )
 from pico.pipelines.loader import ModelCache, load_checkpoint, load_pipeline, load_vae
 from pico.pipelines.loras import HotSwapLoraAdapters, LoraAdapters, LoraMode, lora_mode
@@ -106,6 +106,7 @@ class Engine:
             if settings.compile and settings.compile_mode in CUDA_GRAPH_MODES else None
         if settings.offload != "none" and self.device.type == "cpu":
             log.warning("--offload %s has no effect on the CPU; ignoring it", settings.offload)
+        freeze_libraries()  # before this engine serves anything: see why there
 
     def generate(self, request: GenerationRequest, on_step: StepCallback | None = None,
                  on_preview: PreviewCallback | None = None) -> Generation:
@@ -366,7 +367,6 @@ class Engine:
         if self.xformers:
             configure_attention(pipe, False, True)
         checkpoint_hash = self.files.checkpoint_hash(key.checkpoint) if key.checkpoint is not None else None
-        settle_python_heap()
         return LoadedModel(pipe, ModeGate(switch, Mode(False)), WarmPipelines(pipe), model_memory(pipe), loras,
                            checkpoint_hash)
 
@@ -383,9 +383,8 @@ class Engine:
         else:
             pipe.to(self.device)
 
-    def _discard(self, pipe: Any) -> None:
-        """Free what a model that failed to go on the device took there."""
-        del pipe
+    def _discard(self) -> None:
+        """Free what a model that failed to go on the device took there (the cache holds nothing of it now)."""
         free_device_memory(self.device)
 
     def _release(self, model: LoadedModel) -> None:

@@ -23,6 +23,7 @@ from pico.catalog.checkpoint_configs import PIPELINE_CLASSES, PREDICTION_TYPES, 
 from pico.catalog.files import CheckpointFile
 from pico.catalog.resolver import FAMILY_WORDS, ModelSource
 from pico.errors import ModelUnavailable
+from pico.pipelines.device import release_frames
 
 log = logging.getLogger("pico")
 
@@ -201,13 +202,14 @@ class ModelCache:
     failures happen), then ``place(key, value)`` moves it to the device. Least recently used idle
     models are evicted between the two, only once the read succeeded, so a model that fails to
     load never costs a warm one its place; loads in progress count against ``max_models``, so
-    concurrent loads cannot overshoot it. ``discard(value)`` frees what a failed ``place`` took.
+    concurrent loads cannot overshoot it. ``discard()`` frees what a failed ``place`` took, once the
+    cache holds nothing of it.
     """
 
     def __init__(self, load: Callable[[Hashable], Any], max_models: int,
                  release: Callable[[Any], None] = lambda _value: None,
                  place: Callable[[Hashable, Any], Any] = lambda _key, value: value,
-                 discard: Callable[[Any], None] = lambda _value: None):
+                 discard: Callable[[], None] = lambda: None):
         self._load = load
         self._place = place
         self._release = release
@@ -276,7 +278,11 @@ class ModelCache:
             with self._lock:
                 self._entries.pop(entry.key, None)
             if value is not None:
-                self._discard(value)
+                # The error (kept in the entry for its waiters) and its frames must not keep the read model:
+                # free it once nothing here holds it.
+                release_frames(exc)
+                value = placed = None
+                self._discard()
             raise
         finally:
             entry.load_seconds = time.perf_counter() - started

@@ -16,6 +16,27 @@ from pico.schemas.results import Generation
 UPSCALER_PIPELINE = "StableDiffusionUpscalePipeline"
 
 
+def one_row_per_image(arguments: dict[str, Any]) -> dict[str, Any]:
+    """The call's arguments with the image and phrases repeated once per image, and one image per row.
+
+    Diffusers noises the low-resolution input with one generator per input row: one input
+    for several images was noised with the first generator alone, so image i did not depend
+    on Seed+i only. With a row per image, each image's generator draws its input noise, then
+    its latents, as a call for that image alone does.
+    """
+    total = arguments.get("num_images_per_prompt", 1)
+    if total == 1:
+        return arguments
+    rows = {**arguments, "num_images_per_prompt": 1, "image": [arguments["image"]] * total}
+    for key in ("prompt", "negative_prompt"):
+        if isinstance(rows.get(key), str):
+            rows[key] = [rows[key]] * total
+    for key in ("prompt_embeds", "negative_prompt_embeds"):  # A1111's syntax: one row, for the one prompt
+        if rows.get(key) is not None:
+            rows[key] = rows[key].repeat_interleave(total, dim=0)
+    return rows
+
+
 class Upscale(Runner):
     """Upscales an image: as A1111's Lanczos and Nearest upscalers do, or with the SD x4 upscaler model."""
 
@@ -43,7 +64,8 @@ class Upscale(Runner):
 
     def call(self, ctx: CallContext, requests: list[Any], arguments: dict[str, Any]) -> list[Any]:
         """The x4 upscaler's call, its images then resized to the size asked for (as A1111 resizes)."""
-        arguments = {key: value for key, value in arguments.items() if key not in ("width", "height")}
+        arguments = one_row_per_image({key: value for key, value in arguments.items()
+                                       if key not in ("width", "height")})
         size = requests[0].output_size()
         return [image if image.size == size else image.resize(size, resample=LANCZOS)
                 for image in super().call(ctx, requests, arguments)]

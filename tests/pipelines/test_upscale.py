@@ -45,18 +45,26 @@ def test_width_and_height_give_the_size(engine):
     assert generation.images[0].size == (64, 64)
 
 
-def test_sd_x4_equals_the_diffusers_upscaler_called_by_hand(engine, tiny_models):
+def test_sd_x4_equals_the_diffusers_upscaler_called_once_per_seed(engine, tiny_models):
     image = noise_image((32, 24))
     ours = engine.generate(upscale_request(image, Upscaler="SD x4", Scale=4, Phrase="a cat", Steps=3, Seed=7,
                                            Total=2, NoiseLevel=30, Precision="full"))
     pipe = diffusers_pipeline(tiny_models, UPSCALER)
-    theirs = pipe(prompt="a cat", image=image, num_inference_steps=3, guidance_scale=9.0, noise_level=30,
-                  num_images_per_prompt=2,
-                  generator=[torch.Generator("cpu").manual_seed(s) for s in (7, 8)]).images
     assert [i.size for i in ours.images] == [(128, 96)] * 2
-    for mine, expected in zip(pixels(ours.images), pixels(theirs)):
-        assert_same_image(mine, expected)
+    # One Diffusers call per seed: in one call of two images Diffusers noises the input with the first generator only.
+    for mine, seed in zip(pixels(ours.images), (7, 8)):
+        theirs = pipe(prompt="a cat", image=image, num_inference_steps=3, guidance_scale=9.0, noise_level=30,
+                      generator=torch.Generator("cpu").manual_seed(seed)).images[0]
+        assert_same_image(mine, np.asarray(theirs))
     assert [m["Seed"] for m in ours.metadata] == [7, 8]
+
+
+@pytest.mark.parametrize("phrase", ["a cat", "a (cat:1.3)"], ids=["text", "weighted"])
+def test_image_i_of_an_sd_x4_request_is_seed_plus_i(engine, phrase):
+    body = {"Upscaler": "SD x4", "Scale": 4, "Phrase": phrase, "Steps": 3, "NoiseLevel": 30}
+    together = engine.generate(upscale_request(noise_image((32, 24)), Seed=7, Total=2, **body))
+    alone = engine.generate(upscale_request(noise_image((32, 24)), Seed=8, **body))
+    assert_same_image(pixels(together.images)[1], pixels(alone.images)[0])
 
 
 def test_sd_x4_output_is_resized_to_the_scale_asked(engine):

@@ -164,7 +164,10 @@ def test_a_streamed_request_whose_client_goes_away_is_cancelled(live):
         job.drop()
         hold.release()
         record = ended(live, job_id)
-    assert (record["State"], record["Step"]) == ("cancelled", 2)  # left at step 1, stopped at the next
+    # It stops where it was held, or at the next step: the step event the client read goes out just
+    # before the job looks at its client for that step.
+    assert record["State"] == "cancelled" and record["Step"] in (1, 2), record
+    assert record["Error"].endswith("its client disconnected") or "was cancelled" in record["Error"], record
 
 
 def test_a_follower_that_goes_away_frees_its_stream_at_once_and_the_job_goes_on(live):

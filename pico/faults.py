@@ -9,7 +9,9 @@ Spec: comma-separated
 - ``loadoom:GLOB``: models whose id matches run the device out of memory as they are moved onto it;
 - ``hold:PATH``: while the file PATH exists, every generation waits at each step (after the step
   is counted, so its job reports it); deleting the file releases them. Any process can create and
-  delete a file, so a test holds a live server's generation open and releases it when it chooses;
+  delete a file, so a test holds a live server's generation open and releases it when it chooses.
+  A file holding a number N holds each generation from its step N on instead: writing N into it
+  moves a held generation on to step N, where it waits again (the server only reads the file);
 - ``slow:SECONDS``: each step takes at least SECONDS more, so a generation lasts at least
   steps x SECONDS on any machine.
 """
@@ -17,7 +19,6 @@ Spec: comma-separated
 from __future__ import annotations
 
 import fnmatch
-import os
 import threading
 import time
 
@@ -64,8 +65,9 @@ class Faults:
                 return True
             return False
 
-    def at_step(self) -> None:
-        """Called at each denoising step: raise the next pending generation fault, hold, or slow the step."""
+    def at_step(self, step: int | None = None) -> None:
+        """Called at each denoising step (``step``: the steps done): raise the next pending generation fault,
+        hold, or slow the step."""
         import torch
 
         if self._take("oom"):
@@ -74,7 +76,7 @@ class Faults:
             raise RuntimeError("injected fault: the pipeline failed")
         if self._slow:
             time.sleep(self._slow)
-        while any(os.path.exists(path) for path in self._holds):
+        while any(_holds_at(path, step) for path in self._holds):
             time.sleep(HOLD_POLL_SECONDS)
 
     def at_load(self, model_id: str) -> None:
@@ -88,6 +90,18 @@ class Faults:
 
         if any(fnmatch.fnmatchcase(model_id, p) for p in self._place_patterns):
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB (injected fault)")
+
+
+def _holds_at(path: str, step: int | None) -> bool:
+    """True while the hold file ``path`` holds a generation at ``step`` (None: any step)."""
+    try:
+        with open(path) as file:
+            text = file.read().strip()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # there but unreadable now: keep holding, look again
+    return not text.isdigit() or step is None or step >= int(text)
 
 
 def _is_seconds(text: str) -> bool:

@@ -115,7 +115,8 @@ class Background:
 
 
 class Hold:
-    """The hold file of a server: while it exists, the server's generations wait at each step."""
+    """The hold file of a server: while it exists, the server's generations wait at each step (or, once
+    ``to_step(N)`` wrote N into it, from step N on)."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -123,6 +124,12 @@ class Hold:
     def release(self) -> None:
         """Let the held generations go on."""
         self.path.unlink(missing_ok=True)
+
+    def to_step(self, step: int) -> None:
+        """Let the held generations go on to step ``step`` and wait there (its job reports it, previews included)."""
+        moved = self.path.with_name(self.path.name + ".next")
+        moved.write_text(str(step))
+        moved.replace(self.path)  # whole at once: the server never reads half a number
 
 
 class LiveServer:

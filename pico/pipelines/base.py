@@ -54,7 +54,7 @@ class CallContext:
     warnings: list[str] = field(default_factory=list)
     on_step: StepCallback | None = None
     on_preview: PreviewCallback | None = None
-    fault: Callable[[], None] | None = None  # fault-injection seam, called at each step
+    fault: Callable[[int], None] | None = None  # fault-injection seam, called at each step with the steps done
     size: tuple[int, int] | None = None  # the images' (width, height), where latents do not say it (FLUX)
     refiner: Any = None  # SDXL: an image-to-image pipeline on the refiner's weights, for this call alone
     step_end: Callable | None = None  # PICO's own callback_on_step_end (progress, interrupts), for a second call

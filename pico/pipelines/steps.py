@@ -57,7 +57,7 @@ def step_callback(pipe: Any, ctx: CallContext, stopped: list[int]) -> dict[str, 
             if stop and not stopped:
                 stopped.append(done)
         if ctx.fault is not None:  # after the step is counted and previewed: a held job shows where it is held
-            ctx.fault()
+            ctx.fault(done)
         return stop
 
     if "callback_on_step_end" in inspect.signature(pipe.__call__).parameters:

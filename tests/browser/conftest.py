@@ -14,8 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.live import tiny_server
-
 CHROMIUM = os.environ.get("PICO_CHROMIUM", "/usr/bin/chromium")
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-dev-shm-usage",
          "--disable-extensions", "--no-first-run", "--mute-audio"]
@@ -49,11 +47,10 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def site(tiny_models, tmp_path_factory):
-    """`pico serve` on the tiny models (what --demo serves), one slot and one queue place."""
-    server = tiny_server(tiny_models, "--queue", "1", log=tmp_path_factory.mktemp("log") / "serve.log")
-    yield server
-    server.stop()
+def site(serve):
+    """`pico serve` on the tiny models (what --demo serves), one slot and one queue place; it can hold
+    its generations open (``site.held()``)."""
+    return serve("--queue", "1")
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
 """The playground in a real browser (headless Chromium) against a real `pico serve` on the tiny models.
 
 Every wait is on something the page shows (an event it received, an element it added), never a
-timer. The long job is held open by its step count until the fault seam that holds a step lands.
+timer. A long job is held open with the hold fault (``site.held()``) and moved on step by step
+(``hold.to_step``), so nothing depends on how fast this machine runs a step.
 """
 
 from __future__ import annotations
@@ -17,11 +18,10 @@ from PIL import Image
 
 from tests.browser.conftest import LAPTOP, PHONE
 from tests.server.conftest import API_KEY
-from tests.live import tiny_server
 
 pytestmark = pytest.mark.browser
 
-LONG_STEPS = "250"
+HELD_STEPS = 50  # any count above the step a test moves a held job to; the page previews every 2nd step
 
 
 def image_of(src: str) -> Image.Image:
@@ -78,20 +78,25 @@ def test_generate_shows_the_image_in_the_gallery_with_its_seed_and_again_with_th
 
 def test_a_long_job_shows_its_progress_moving_and_cancel_stops_it(page, site):
     page.fill("#prompt", "hold")
-    page.fill("#steps", LONG_STEPS)
-    with page.expect_response("**/api/v1/stable-diffusion*") as answer:
-        page.click("#generate")
-    job_id = answer.value.headers["x-pico-job"]
-    page.wait_for_function("document.getElementById('progress').value >= 1")
-    first = page.evaluate("document.getElementById('progress').value")
-    page.wait_for_function(f"document.getElementById('progress').value > {first}")  # it moves
-    assert page.inner_text("#run-status").startswith("Step ")
-    assert f"of {LONG_STEPS}" in page.inner_text("#run-status")
-    page.wait_for_selector('#previews[data-kind="preview"] img')  # a preview of the image forming
-    page.click("#cancel")
-    page.wait_for_selector('#run-status[data-state="cancelled"]')
+    page.fill("#steps", str(HELD_STEPS))
+    with site.held() as hold:
+        with page.expect_response("**/api/v1/stable-diffusion*") as answer:
+            page.click("#generate")
+        job_id = answer.value.headers["x-pico-job"]
+        page.wait_for_function("document.getElementById('progress').value === 1")  # held at its first step
+        assert page.query_selector('#previews[data-kind="preview"] img') is None  # previews every 2nd step
+        hold.to_step(4)
+        page.wait_for_function("document.getElementById('progress').value === 4")  # it moves
+        assert page.inner_text("#run-status").startswith(f"Step 4 of {HELD_STEPS}")
+        page.wait_for_selector('#previews[data-kind="preview"] img')  # a preview of the image forming
+        with page.expect_response(lambda r: r.request.method == "DELETE") as deleted:
+            page.click("#cancel")
+        assert deleted.value.ok
+        hold.release()  # the cancelled job stops at its next step
+        page.wait_for_selector('#run-status[data-state="cancelled"]')
     assert page.inner_text("#run-status") == "Cancelled."
-    assert site.get(f"/api/v1/jobs/{job_id}").json["State"] == "cancelled"
+    job = site.get(f"/api/v1/jobs/{job_id}").json
+    assert job["State"] == "cancelled" and job["Step"] in (4, 5), job  # where it was held, or the next step
     assert page.query_selector(".card") is None
     assert page.is_hidden("#cancel") and page.is_enabled("#generate")
 
@@ -166,10 +171,10 @@ def test_it_reads_well_on_a_phone(browser, site):
     context.close()
 
 
-def test_behind_an_api_key_the_page_asks_once_and_keeps_it(browser, tiny_models, tmp_path):
-    keyed = tiny_server(tiny_models, "--api-key", API_KEY, log=tmp_path / "serve.log")
+def test_behind_an_api_key_the_page_asks_once_and_keeps_it(browser, serve):
+    keyed = serve("--api-key", API_KEY)  # the server tests' keyed server, when they run too
+    context = browser.new_context(viewport=LAPTOP)
     try:
-        context = browser.new_context(viewport=LAPTOP)
         page = context.new_page()
         page.goto(f"http://127.0.0.1:{keyed.port}/")
         page.wait_for_selector("#key-dialog[open]")
@@ -183,13 +188,12 @@ def test_behind_an_api_key_the_page_asks_once_and_keeps_it(browser, tiny_models,
         page.reload()
         page.wait_for_selector("body[data-ready]")
         assert page.query_selector("#key-dialog[open]") is None
-        context.close()
     finally:
-        keyed.stop()
+        context.close()
 
 
 @pytest.mark.skipif(not os.environ.get("PICO_SCREENSHOT"), reason="set PICO_SCREENSHOT=path to write the README's")
-def test_screenshot_for_the_readme(page):
+def test_screenshot_for_the_readme(page, site):
     """Two images in the gallery and a third forming: its progress, rate and preview, with Cancel."""
     page.fill("#prompt", "a lighthouse on a cliff at dusk, oil painting")
     page.fill("#negative", "blurry")
@@ -199,10 +203,14 @@ def test_screenshot_for_the_readme(page):
         page.click("#generate")
         page.wait_for_function(f"document.querySelectorAll('.card').length === {cards}")
     page.fill("#seed", "44")
-    page.fill("#steps", LONG_STEPS)
-    page.click("#generate")
-    page.wait_for_function("document.getElementById('progress').value >= 40")
-    page.wait_for_selector('#previews[data-kind="preview"] img')
-    page.screenshot(path=os.environ["PICO_SCREENSHOT"], full_page=False)
-    page.click("#cancel")
-    page.wait_for_selector('#run-status[data-state="cancelled"]')
+    page.fill("#steps", "100")  # a preview every 4th step
+    with site.held() as hold:
+        page.click("#generate")
+        page.wait_for_function("document.getElementById('progress').value === 1")
+        hold.to_step(40)
+        page.wait_for_function("document.getElementById('progress').value === 40")
+        page.wait_for_selector('#previews[data-kind="preview"] img')
+        page.screenshot(path=os.environ["PICO_SCREENSHOT"], full_page=False)
+        page.click("#cancel")
+        hold.release()
+        page.wait_for_selector('#run-status[data-state="cancelled"]')

@@ -1,7 +1,9 @@
 """``pico serve --ray``: two front doors on one real cluster of two CPU replicas, over HTTP.
 
 Front door A deploys the engines (``--replicas 2``, one slot each, ``--queue 0``); front door B
-joins them. What one front door starts, the other sees and cancels.
+joins them. What one front door starts, the other sees and cancels. A has a hold file, and the
+replicas it deploys take its settings, so ``a.held()`` holds their generations at their first step:
+a long job is held, never timed by its step count.
 """
 
 from __future__ import annotations
@@ -23,14 +25,15 @@ pytestmark = pytest.mark.ray
 
 SD2 = "stabilityai/stable-diffusion-2-1"
 SHORT = {"Phrase": "ginger cat", "Steps": 2, "Width": 64, "Height": 64, "Seed": 7}
-LONG = {"Phrase": "ginger cat", "Quality": 1.0, "Width": 64, "Height": 64}  # 250 steps: seconds on one core
+HELD = {"Phrase": "ginger cat", "Steps": 20, "Width": 64, "Height": 64}  # inside a.held(): stays at step 1
 
 
 @pytest.fixture(scope="module")
 def doors(ray_cluster, tiny_models, tmp_path_factory):
     """Front door A deploys two replicas; front door B joins them. Both must stop with status 0."""
     logs = tmp_path_factory.mktemp("doors")
-    first = tiny_server(tiny_models, "--ray", ray_cluster.address, "--replicas", "2", log=logs / "a.log")
+    first = tiny_server(tiny_models, "--ray", ray_cluster.address, "--replicas", "2", log=logs / "a.log",
+                        hold=logs / "hold")  # its replicas hold their steps while the file exists
     try:
         second = tiny_server(tiny_models, "--ray", ray_cluster.address, log=logs / "b.log")
     except BaseException:
@@ -114,10 +117,10 @@ def test_a_model_stays_on_the_replica_that_loaded_it_while_that_replica_is_free(
 def test_busy_replicas_refuse_more_and_any_front_door_follows_and_cancels_any_job(doors):
     a, b = doors
     wait_until_every_replica_is_idle(b)
-    with ThreadPoolExecutor(3) as pool:
-        running = [pool.submit(a.post, "/api/v1/stable-diffusion", LONG) for _ in range(2)]
+    with ThreadPoolExecutor(3) as pool, a.held() as hold:
+        running = [pool.submit(a.post, "/api/v1/stable-diffusion", HELD) for _ in range(2)]
         b.wait_for_health("Busy", timeout=60)
-        queued = pool.submit(a.post, "/api/v1/stable-diffusion", LONG)
+        queued = pool.submit(a.post, "/api/v1/stable-diffusion", HELD)
         jobs = wait_for(lambda: jobs_seen_from(b), lambda js: [j["State"] for j in js].count("queued") == 1,
                         what="the third job queued at A, seen from B")
 
@@ -130,40 +133,41 @@ def test_busy_replicas_refuse_more_and_any_front_door_follows_and_cancels_any_jo
         first = next(j["Id"] for j in jobs if j["State"] == "running")
         job = wait_for(lambda: b.get(f"/api/v1/jobs/{first}").json, lambda j: j["Step"] > 0,
                        what="steps of A's job, seen from B")
-        assert (job["State"], job["Pipeline"]) == ("running", "stable-diffusion")
+        assert (job["State"], job["Pipeline"], job["Step"]) == ("running", "stable-diffusion", 1)  # held there
         # the refused requests never became jobs (front doors publish a few times a second)
         progress = wait_for(lambda: b.get("/sdapi/v1/progress").json, lambda p: p["state"]["job_count"] == 3,
                             what="three jobs in A1111's progress at B")
-        assert progress["state"]["sampling_step"] > 0
+        assert progress["state"]["sampling_step"] == 1
 
         waiting = next(j["Id"] for j in jobs if j["State"] == "queued")
         assert b.request("DELETE", f"/api/v1/jobs/{waiting}").status == 200
-        reply = queued.result(timeout=30)
+        reply = queued.result(timeout=60)
         assert (reply.status, reply.json["Error"]["Code"]) == (409, "CANCELLED")
         for job in jobs:
             if job["State"] == "running":
                 assert b.request("DELETE", f"/api/v1/jobs/{job['Id']}").status == 200
-        for future in running:
-            reply = future.result(timeout=30)
+        for future in running:  # answered while the replicas still hold the generations: A gave up on them
+            reply = future.result(timeout=60)
             assert (reply.status, reply.json["Error"]["Code"]) == (409, "CANCELLED")
+        hold.release()  # the replicas' generations stop at their next step
     ended = wait_for(lambda: b.get(f"/api/v1/jobs/{first}").json, lambda j: j["State"] != "running",
                      what="A's job's end, published")  # front doors publish a few times a second
-    assert ended["State"] == "cancelled"
-    assert 0 < ended["Step"] < ended["Steps"]
+    assert (ended["State"], ended["Step"], ended["Steps"]) == ("cancelled", 1, HELD["Steps"])
 
 
 def test_a_killed_replica_fails_its_request_at_once_and_serve_replaces_it(doors):
     a, b = doors
     before = {r["Pid"] for r in wait_until_every_replica_is_idle(b)}
-    with ThreadPoolExecutor(1) as pool:
-        doomed = pool.submit(a.post, "/api/v1/stable-diffusion", LONG)
+    with ThreadPoolExecutor(1) as pool, a.held() as hold:
+        doomed = pool.submit(a.post, "/api/v1/stable-diffusion", HELD)  # held: it cannot end before the kill
         busy = wait_for(lambda: b.get("/api/v1/status").json["Replicas"],
                         lambda rs: any(r["SlotsInUse"] for r in rs), what="a busy replica")
         pid = next(r["Pid"] for r in busy if r["SlotsInUse"])
         os.kill(pid, signal.SIGKILL)
         killed = time.monotonic()
         reply = doomed.result(timeout=60)
-    assert time.monotonic() - killed < 10
+        assert time.monotonic() - killed < 10
+        hold.release()  # Serve's new replica takes A's settings too: it must not hold what follows
     assert (reply.status, reply.json["Error"]["Code"]) == (503, "REPLICA_FAILED")
     assert reply.header("Retry-After") == "1"
     for door in (a, b, a):

@@ -13,14 +13,13 @@ import pytest
 import webuiapi
 from PIL import Image
 
-from tests.live import tiny_server
-
 SMALL = {"width": 64, "height": 64, "steps": 2, "seed": 17, "prompt": "ginger cat"}
 
 
 @pytest.fixture(scope="module")
-def live(tiny_models, tmp_path_factory):
-    server = tiny_server(tiny_models, log=tmp_path_factory.mktemp("log") / "serve.log")
+def live(serve):
+    """A server of its own (fresh): nobody else sees the options these tests change."""
+    server = serve(fresh=True)
     yield server
     server.stop()
 

@@ -1,8 +1,8 @@
 """Live progress over HTTP against a real `pico serve` on the tiny models: event streams, their limit, previews.
 
-Long jobs are held open by their step count (250 steps take seconds here) and every test acts
-on an event it has read, never on a timer: once the fault seam that holds a step until released
-is on main, ``long_job`` should use it.
+Long jobs are held open with the hold fault (``live.held()``): each is held at its first step until
+the test releases it (or moves it on with ``hold.to_step``), and every test acts on an event it has
+read, never on a timer, so nothing depends on how fast this machine runs a step.
 """
 
 from __future__ import annotations
@@ -10,27 +10,23 @@ from __future__ import annotations
 import base64
 import io
 import statistics
-import threading
 import time
 
 import pytest
 from PIL import Image
 
-from tests.live import LiveServer, tiny_server
+from tests.live import Background, LiveServer, wait_until
 from tests.server.sse import Event, EventStream
 
 SD = "/api/v1/stable-diffusion"
 MAX_STREAMS = 2
-LONG_STEPS = 250
+HELD_STEPS = 20  # any count above the steps a test moves a held job to: how long a step takes never matters
 
 
 @pytest.fixture(scope="module")
-def live(tiny_models, tmp_path_factory):
+def live(serve):
     """One slot, two queue places, two event streams at most."""
-    server = tiny_server(tiny_models, "--queue", "2", "--max-streams", str(MAX_STREAMS),
-                        log=tmp_path_factory.mktemp("log") / "serve.log")
-    yield server
-    server.stop()
+    return serve("--queue", "2", "--max-streams", str(MAX_STREAMS))
 
 
 def stream(live: LiveServer, body: dict, query: str = "") -> EventStream:
@@ -41,14 +37,11 @@ def follow(live: LiveServer, job_id: str, query: str = "") -> EventStream:
     return EventStream(live.port, "GET", f"/api/v1/jobs/{job_id}/events{query}")
 
 
-def long_job(live: LiveServer) -> tuple[EventStream, str]:
-    """A generation that runs for seconds, streamed; returns once it is running (its first step was seen)."""
-    job = stream(live, {"Phrase": "hold", "Steps": LONG_STEPS, "Seed": 5})
+def held_job(live: LiveServer) -> tuple[EventStream, str]:
+    """A streamed generation held at its first step (inside ``live.held()``); returns once that step was seen."""
+    job = stream(live, {"Phrase": "hold", "Steps": HELD_STEPS, "Seed": 5})
     assert job.status == 200, job.body
-    events = iter(job)
-    for event in events:
-        if event.name == "step":
-            break
+    assert job.until("step")[-1].data["Step"] == 1
     return job, job.headers["x-pico-job"]
 
 
@@ -122,13 +115,16 @@ def test_requests_refused_before_they_are_jobs_get_a_plain_error_not_a_stream(li
 
 
 def test_a_follower_sees_the_job_to_its_end_and_a_finished_job_at_once(live):
-    job, job_id = long_job(live)
-    watcher = follow(live, job_id, "?previews=1")
-    assert watcher.status == 200 and watcher.is_stream
-    seen = watcher.until("step")
-    assert names(seen) == ["started", "step"]  # it came while the job ran: no queued
-    cancel(live, job_id)
-    rest = watcher.all()
+    with live.held() as hold:
+        job, job_id = held_job(live)
+        watcher = follow(live, job_id, "?previews=1")
+        assert watcher.status == 200 and watcher.is_stream
+        seen = watcher.until("step")
+        assert names(seen) == ["started", "step"]  # it came while the job ran: no queued
+        assert seen[1].data["Step"] == 1
+        cancel(live, job_id)
+        hold.release()  # the cancelled job stops at its next step
+        rest = watcher.all()
     assert rest[-1].name == "cancelled" and rest[-1].data["Job"]["State"] == "cancelled"
     assert job.all()[-1].name == "cancelled"
     # A job that has ended: its last event, and the stream is over.
@@ -137,100 +133,110 @@ def test_a_follower_sees_the_job_to_its_end_and_a_finished_job_at_once(live):
 
 
 def test_a_cancelled_jobs_stream_ends_with_cancelled_and_a_queued_one_never_starts(live):
-    running, running_id = long_job(live)
-    waiting = stream(live, {"Phrase": "behind", "Steps": 4})
-    first = next(iter(waiting))
-    assert first == Event("queued", {"Job": waiting.headers["x-pico-job"], "Position": 1})
-    cancel(live, waiting.headers["x-pico-job"])
-    rest = waiting.all()
-    assert names(rest) == ["cancelled"] and rest[0].data["Job"]["State"] == "cancelled"
-    assert rest[0].data["Job"]["Step"] == 0 and "was cancelled" in rest[0].data["Message"]
-    cancel(live, running_id)
-    events = running.all()
+    with live.held() as hold:
+        running, running_id = held_job(live)
+        waiting = stream(live, {"Phrase": "behind", "Steps": 4})
+        first = next(iter(waiting))
+        assert first == Event("queued", {"Job": waiting.headers["x-pico-job"], "Position": 1})
+        cancel(live, waiting.headers["x-pico-job"])
+        rest = waiting.all()  # at once: the running job still holds the slot
+        assert names(rest) == ["cancelled"] and rest[0].data["Job"]["State"] == "cancelled"
+        assert rest[0].data["Job"]["Step"] == 0 and "was cancelled" in rest[0].data["Message"]
+        cancel(live, running_id)
+        hold.release()  # the cancelled job stops at its next step
+        events = running.all()
     assert events[-1].name == "cancelled" and events[-1].data["Job"]["State"] == "cancelled"
     assert "done" not in names(events)
 
 
+def ended(live: LiveServer, job_id: str) -> dict:
+    """The job's record once it is no longer queued or running."""
+    def record() -> dict | None:
+        job = live.get(f"/api/v1/jobs/{job_id}").json
+        return job if job["State"] not in ("queued", "running") else None
+
+    return wait_until(record, 60, f"job {job_id} to end")
+
+
 def test_a_streamed_request_whose_client_goes_away_is_cancelled(live):
-    job, job_id = long_job(live)
-    job.drop()
-    deadline = time.monotonic() + 5
-    while live.get(f"/api/v1/jobs/{job_id}").json["State"] != "cancelled":
-        assert time.monotonic() < deadline, "the job went on after its client left"
-        time.sleep(0.05)
+    with live.held() as hold:
+        job, job_id = held_job(live)
+        job.drop()
+        hold.release()
+        record = ended(live, job_id)
+    # It stops where it was held, or at the next step: the step event the client read goes out just
+    # before the job looks at its client for that step.
+    assert record["State"] == "cancelled" and record["Step"] in (1, 2), record
+    assert record["Error"].endswith("its client disconnected") or "was cancelled" in record["Error"], record
 
 
 def test_a_follower_that_goes_away_frees_its_stream_at_once_and_the_job_goes_on(live):
-    job, job_id = long_job(live)
-    followers = [follow(live, job_id) for _ in range(MAX_STREAMS)]
-    assert all(f.status == 200 for f in followers)
-    refused = follow(live, job_id)
-    assert refused.status == 503 and refused.headers["retry-after"] == "2"
-    assert "--max-streams" in refused.json["Error"]["Message"]
-    followers[0].drop()
-    deadline = time.monotonic() + 1.0  # a poll interval and then some
-    while True:
-        another = follow(live, job_id)
-        if another.status == 200:
-            break
-        assert time.monotonic() < deadline, "the dropped follower still holds its stream"
-        time.sleep(0.05)
-    assert live.get(f"/api/v1/jobs/{job_id}").json["State"] == "running"
-    cancel(live, job_id)
-    assert another.all()[-1].name == "cancelled"
-    assert followers[1].all()[-1].name == "cancelled"
-    job.all()
+    with live.held() as hold:
+        job, job_id = held_job(live)
+        followers = [follow(live, job_id) for _ in range(MAX_STREAMS)]
+        assert all(f.status == 200 for f in followers)
+        refused = follow(live, job_id)
+        assert refused.status == 503 and refused.headers["retry-after"] == "2"
+        assert "--max-streams" in refused.json["Error"]["Message"]
+        followers[0].drop()
+
+        def another_follower() -> EventStream | None:
+            another = follow(live, job_id)
+            return another if another.status == 200 else None
+
+        # within a poll interval and then some: the dropped follower's stream is free
+        another = wait_until(another_follower, 1.0, "the dropped follower's stream to be free")
+        assert live.get(f"/api/v1/jobs/{job_id}").json["State"] == "running"
+        hold.release()  # the job runs to its end: the follower that left did not stop it
+        assert job.all()[-1].name == "done"
+    assert another.all()[-1].name == "done"
+    assert followers[1].all()[-1].name == "done"
+    record = live.get(f"/api/v1/jobs/{job_id}").json
+    assert (record["State"], record["Step"]) == ("done", HELD_STEPS)
 
 
 def test_health_and_status_answer_in_milliseconds_with_every_stream_open(live):
-    job, job_id = long_job(live)
-    followers = [follow(live, job_id, "?previews=1") for _ in range(MAX_STREAMS)]
-    assert all(f.status == 200 for f in followers)
-    assert follow(live, job_id).status == 503  # the limit is reached
-    timings = {"/api/v1/health": [], "/api/v1/status": []}
-    for _ in range(20):
-        for path, seen in timings.items():
-            started = time.perf_counter()
-            assert live.get(path, timeout=5).status == 200
-            seen.append(time.perf_counter() - started)
-    assert live.get(f"/api/v1/jobs/{job_id}").json["State"] == "running"
-    cancel(live, job_id)
-    for follower in followers:
-        follower.all()
-    job.all()
+    with live.held() as hold:
+        job, job_id = held_job(live)
+        followers = [follow(live, job_id, "?previews=1") for _ in range(MAX_STREAMS)]
+        assert all(f.status == 200 for f in followers)
+        assert follow(live, job_id).status == 503  # the limit is reached
+        timings = {"/api/v1/health": [], "/api/v1/status": []}
+        for _ in range(20):
+            for path, seen in timings.items():
+                started = time.perf_counter()
+                assert live.get(path, timeout=5).status == 200
+                seen.append(time.perf_counter() - started)
+        assert live.get(f"/api/v1/jobs/{job_id}").json["State"] == "running"
+        cancel(live, job_id)
+        hold.release()
+        for follower in followers:
+            follower.all()
+        job.all()
     for path, seen in timings.items():
         assert statistics.median(seen) < 0.05 and max(seen) < 0.5, (path, seen)
 
 
 def test_a1111_progress_shows_the_running_jobs_latest_preview(live):
-    result: dict = {}
-    body = {"prompt": "hold", "steps": LONG_STEPS, "seed": 3, "width": 64, "height": 64}
-    thread = threading.Thread(target=lambda: result.update(reply=live.post("/sdapi/v1/txt2img", body)))
-    thread.start()
-    deadline = time.monotonic() + 60
+    body = {"prompt": "hold", "steps": HELD_STEPS, "seed": 3, "width": 64, "height": 64}
+    with live.held() as hold:
+        reply = Background(live.post, "/sdapi/v1/txt2img", body)
+        live.wait_for_jobs("running")  # held at its first step
+        first = live.get("/sdapi/v1/progress").json
+        # No preview yet; this first poll turns them on, every 10 steps (A1111's show_progress_every_n_steps).
+        assert first["state"]["sampling_step"] == 1 and first["current_image"] is None
+        hold.to_step(10)
 
-    def poll(query: str = "") -> dict:
-        assert time.monotonic() < deadline, "no preview in time"
-        progress = live.get("/sdapi/v1/progress" + query).json
-        if progress["state"]["job_count"] == 0 and "reply" in result:
-            pytest.fail("the job ended before a progress poll saw a preview")
-        return progress
+        def preview_at_step_10() -> dict | None:
+            progress = live.get("/sdapi/v1/progress").json
+            return progress if progress["state"]["sampling_step"] == 10 and progress["current_image"] else None
 
-    first = poll()
-    while first["state"]["sampling_step"] == 0:  # loading the model
-        first = poll()
-    # That first poll turned previews on (every 10 steps): past the next tenth step there is one.
-    ready = (first["state"]["sampling_step"] // 10 + 1) * 10
-    progress = poll()
-    while progress["state"]["sampling_step"] <= ready:
-        progress = poll()
-    image = progress["current_image"]
-    assert image is not None, progress
-    skipped = [poll("?skip_current_image=true")["current_image"]]
-    preview = decode(image, "PNG")
-    assert preview.size == (8, 8) and preview.mode == "RGB"
-    assert skipped == [None]
-    live.post("/sdapi/v1/interrupt")
-    thread.join(60)
-    assert result["reply"].status == 200
+        progress = wait_until(preview_at_step_10, 60, "a preview at step 10, where the job is held")
+        skipped = live.get("/sdapi/v1/progress?skip_current_image=true").json
+        assert skipped["state"]["sampling_step"] == 10 and skipped["current_image"] is None
+        preview = decode(progress["current_image"], "PNG")
+        assert preview.size == (8, 8) and preview.mode == "RGB"
+        live.post("/sdapi/v1/interrupt")
+        hold.release()
+        assert reply.result().status == 200
     assert live.get("/sdapi/v1/progress").json["current_image"] is None  # nothing runs: no image

@@ -12,20 +12,17 @@ from pathlib import Path
 
 import pytest
 
+from tests.live import LiveServer
 from tests.png_files import chunk, huge_png
-from tests.live import LiveServer, tiny_server
 
 HEADER_TIMEOUT = 2  # seconds the limits server gives a request head (PICO_HEADER_TIMEOUT)
 KNOWN_METHODS = {"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "CONNECT", "TRACE", "OTHER"}
 
 
 @pytest.fixture(scope="module")
-def limited(tiny_models, tmp_path_factory):
+def limited(serve):
     """A server with the defaults but a short head deadline (set through the environment, as an operator could)."""
-    live = tiny_server(tiny_models, env={"PICO_HEADER_TIMEOUT": str(HEADER_TIMEOUT)},
-                      log=tmp_path_factory.mktemp("log") / "serve.log")
-    yield live
-    live.stop()
+    return serve(env={"PICO_HEADER_TIMEOUT": str(HEADER_TIMEOUT)})
 
 
 # 13: /metrics labels come from fixed sets
@@ -256,26 +253,18 @@ def test_links_use_the_host_the_client_connected_with(limited):
     assert reply.json["error"]["message"].startswith("The Host header is not a host name and port: 'evil.example/x?'")
 
 
-def test_links_trust_forwarded_headers_with_trust_proxy(tiny_models, tmp_path):
-    live = tiny_server(tiny_models, "--trust-proxy", log=tmp_path / "serve.log")
-    try:
-        assert _link(live, SPOOFED).startswith("https://evil.example/v1/images/files/")
-        assert _link(live, {}).startswith(f"http://127.0.0.1:{live.port}/v1/images/files/")
-    finally:
-        live.stop()
+def test_links_trust_forwarded_headers_with_trust_proxy(fresh_server):
+    live = fresh_server("--trust-proxy")
+    assert _link(live, SPOOFED).startswith("https://evil.example/v1/images/files/")
+    assert _link(live, {}).startswith(f"http://127.0.0.1:{live.port}/v1/images/files/")
 
 
-def test_links_start_with_the_public_url(tiny_models, tmp_path):
-    live = tiny_server(tiny_models, "--public-url", "https://images.example.com/pico/", "--trust-proxy",
-                      log=tmp_path / "serve.log")
-    try:
-        link = _link(live, SPOOFED)
-        assert re.fullmatch(r"https://images\.example\.com/pico/v1/images/files/[\w-]+\.png", link)
-    finally:
-        live.stop()
+def test_links_start_with_the_public_url(fresh_server):
+    live = fresh_server("--public-url", "https://images.example.com/pico/", "--trust-proxy")
+    link = _link(live, SPOOFED)
+    assert re.fullmatch(r"https://images\.example\.com/pico/v1/images/files/[\w-]+\.png", link)
 
 
-def test_a_public_url_that_is_not_one_stops_the_server_at_start(tiny_models, tmp_path):
+def test_a_public_url_that_is_not_one_stops_the_server_at_start(fresh_server):
     with pytest.raises(RuntimeError, match="public-url"):
-        tiny_server(tiny_models, "--public-url", "images.example.com", log=tmp_path / "serve.log")
-
+        fresh_server("--public-url", "images.example.com")

@@ -37,6 +37,23 @@ def test_a_hold_keeps_steps_waiting_until_its_file_is_deleted(tmp_path):
     assert faults.active  # a hold stays armed for the next time the file appears
 
 
+def test_a_hold_file_holding_a_number_lets_steps_before_it_through_and_holds_from_it_on(tmp_path):
+    hold = tmp_path / "hold"
+    hold.write_text("3")
+    faults = Faults(f"hold:{hold}")
+    faults.at_step(1)
+    faults.at_step(2)  # before step 3: no wait
+    returned = threading.Event()
+    step = threading.Thread(target=lambda: (faults.at_step(3), returned.set()))
+    step.start()
+    assert not returned.wait(0.3)  # held at step 3 while the file says 3
+    hold.write_text("4")
+    assert returned.wait(30)  # moved on: the next hold is at step 4
+    assert hold.read_text() == "4"  # the server only reads the file
+    hold.unlink()
+    faults.at_step(9)
+
+
 def test_slow_makes_each_step_last_at_least_that_long():
     faults = Faults("slow:0.05")
     started = time.monotonic()

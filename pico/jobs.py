@@ -105,17 +105,24 @@ class Job:
     _watchers: tuple[Watcher, ...] = field(default=(), repr=False)  # replaced whole: read without a lock
 
     def on_step(self, done: int, total: int) -> bool:
-        """Record progress; abort here if cancelled (or the client left); True to end denoising now (interrupt)."""
+        """Record progress; abort here if cancelled (or the client left); True to end denoising now (interrupt).
+
+        The cancel is looked at before the step is shown: whoever saw step N and cancelled stops the job
+        at step N+1, never at N by a race with this check.
+        """
+        stop: Cancelled | None = None
+        if self._cancel.is_set():
+            stop = Cancelled(f"Job {self.id} was cancelled at step {done} of {total}")
+        elif not self._alive():
+            self._cancel.set()
+            stop = Cancelled(f"Job {self.id} stopped at step {done} of {total}: its client disconnected")
         now = time.perf_counter()
         timing = self._timing
         self._timing = (now, now, 0) if done == 1 or timing is None else (timing[0], now, timing[2] + 1)
         self.step, self.steps = done, total
         self.notify()
-        if self._cancel.is_set():
-            raise Cancelled(f"Job {self.id} was cancelled at step {done} of {total}")
-        if not self._alive():
-            self._cancel.set()
-            raise Cancelled(f"Job {self.id} stopped at step {done} of {total}: its client disconnected")
+        if stop is not None:
+            raise stop
         return self.interrupted
 
     def on_preview(self, done: int, render: Callable[[], list[Any]]) -> None:

@@ -79,8 +79,12 @@ def test_another_front_doors_job_is_followed_to_its_end(door, other_door):
         follower = EventStream(other_door.port, "GET", f"/api/v1/jobs/{job_id}/events")
         assert follower.status == 200, follower.body
         events = iter(follower)
-        first = next(events)
-        assert first.name in ("started", "step"), first
+        seen = []
+        for event in events:  # the board's copy may still say queued: it is published every so often
+            seen.append(event.name)
+            if event.name == "step":
+                break
+        assert seen[-1] == "step" and set(seen) <= {"queued", "started", "step"}, seen
         hold.release()
         rest = list(events)
     assert running.result().status == 200

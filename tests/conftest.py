@@ -12,9 +12,16 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from hypothesis import settings  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from tests.live import LiveServer  # noqa: E402
+
+# Property tests draw the same examples on every run, so a suite that passed passes again (CI lands or not
+# on one run); `pytest --hypothesis-profile=explore` searches afresh, with more examples.
+settings.register_profile("default", derandomize=True)
+settings.register_profile("explore", max_examples=1000)
+settings.load_profile("default")
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,8 @@
 """``pico serve --ray``: two front doors on one real cluster of two CPU replicas, over HTTP.
 
 Front door A deploys the engines (``--replicas 2``, one slot each, ``--queue 0``); front door B
-joins them. What one front door starts, the other sees and cancels. A has a hold file, and the
+joins them. What one front door starts, the other sees, follows and cancels; what a local server runs
+(checkpoint files, model-less upscaling, previews) the replicas run too. A has a hold file, and the
 replicas it deploys take its settings, so ``a.held()`` holds their generations at their first step:
 a long job is held, never timed by its step count.
 """
@@ -19,7 +20,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.live import LiveServer, tiny_server
+from tests.live import Background, LiveServer, tiny_server, wait_until
+from tests.server.sse import EventStream
 
 pytestmark = pytest.mark.ray
 
@@ -153,6 +155,59 @@ def test_busy_replicas_refuse_more_and_any_front_door_follows_and_cancels_any_jo
     ended = wait_for(lambda: b.get(f"/api/v1/jobs/{first}").json, lambda j: j["State"] != "running",
                      what="A's job's end, published")  # front doors publish a few times a second
     assert (ended["State"], ended["Step"], ended["Steps"]) == ("cancelled", 1, HELD["Steps"])
+
+
+def test_a_checkpoint_file_runs_on_a_replica_as_its_folder_does(doors):
+    a, _ = doors
+    by_file = a.post("/api/v1/stable-diffusion", {**SHORT, "Model": "tiny-sd15"})
+    assert by_file.status == 200, by_file.body
+    by_folder = a.post("/api/v1/stable-diffusion", SHORT)
+    assert by_folder.status == 200, by_folder.body
+    np.testing.assert_array_equal(pixels(by_file.json["Images"][0]["ImageBase64"]),
+                                  pixels(by_folder.json["Images"][0]["ImageBase64"]))
+    assert by_file.json["Images"][0]["Metadata"]["Checkpoint"]["Name"] == "tiny-sd15.safetensors"
+
+
+def test_lanczos_upscaling_needs_no_model_on_the_cluster(doors):
+    image = io.BytesIO()
+    Image.new("RGB", (32, 32), (200, 40, 40)).save(image, format="PNG")
+    reply = doors[1].post("/api/v1/upscale", {"ImageBase64": base64.b64encode(image.getvalue()).decode(),
+                                              "Upscaler": "Lanczos", "Scale": 2})
+    assert reply.status == 200, reply.body
+    assert Image.open(io.BytesIO(base64.b64decode(reply.json["Images"][0]["ImageBase64"]))).size == (64, 64)
+
+
+def test_previews_cross_from_the_replica_to_the_event_stream(doors):
+    job = EventStream(doors[0].port, "POST", "/api/v1/stable-diffusion?previews=1", {**SHORT, "Steps": 4})
+    assert job.status == 200, job.body
+    events = job.all()
+    previews = [event for event in events if event.name == "preview"]
+    assert previews and previews[-1].data["Step"] == 4  # the replica sends one at the last step at least
+    assert events[-1].name == "done"
+    for event in previews:
+        image = Image.open(io.BytesIO(base64.b64decode(event.data["Images"][0])))
+        assert image.format == "JPEG" and image.size[0] > 0
+
+
+def test_another_front_doors_job_is_followed_to_its_end(doors):
+    a, b = doors
+    with a.held() as hold:
+        running = Background(a.post, "/api/v1/stable-diffusion", {**SHORT, "Steps": 4})
+        job_id = wait_until(lambda: next((job["Id"] for job in a.get("/api/v1/status").json["Jobs"]
+                                          if job["Step"] >= 1), None), what="the job's first step")
+        follower = EventStream(b.port, "GET", f"/api/v1/jobs/{job_id}/events")
+        assert follower.status == 200, follower.body
+        events = iter(follower)
+        seen = []
+        for event in events:  # the board's copy may still say queued: it is published every so often
+            seen.append(event.name)
+            if event.name == "step":
+                break
+        assert seen[-1] == "step" and set(seen) <= {"queued", "started", "step"}, seen
+        hold.release()
+        rest = list(events)
+    assert running.result().status == 200
+    assert rest[-1].name == "done" and rest[-1].data["Job"]["State"] == "done", rest[-1]
 
 
 def test_a_killed_replica_fails_its_request_at_once_and_serve_replaces_it(doors):

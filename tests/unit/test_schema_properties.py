@@ -74,7 +74,7 @@ def valid_values(draw, f: dataclasses.Field, annotation):
     return draw(st.text(min_size=1, max_size=30))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(data=st.data())
 def test_values_inside_the_specs_are_accepted_as_given(data):
     cls = data.draw(st.sampled_from([StableDiffusionRequest, StableDiffusionXlRequest]))

@@ -195,6 +195,7 @@ def test_another_front_doors_job_is_followed_to_its_end(doors):
         running = Background(a.post, "/api/v1/stable-diffusion", {**SHORT, "Steps": 4})
         job_id = wait_until(lambda: next((job["Id"] for job in a.get("/api/v1/status").json["Jobs"]
                                           if job["Step"] >= 1), None), what="the job's first step")
+        wait_until(lambda: b.get(f"/api/v1/jobs/{job_id}").status == 200, what="the job on the board")
         follower = EventStream(b.port, "GET", f"/api/v1/jobs/{job_id}/events")
         assert follower.status == 200, follower.body
         events = iter(follower)

@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 
 from tests.browser.conftest import LAPTOP, PHONE
+from tests.live import Background
 from tests.server.conftest import API_KEY
 
 pytestmark = pytest.mark.browser
@@ -214,3 +215,49 @@ def test_screenshot_for_the_readme(page, site):
         page.click("#cancel")
         hold.release()
         page.wait_for_selector('#run-status[data-state="cancelled"]')
+
+
+def test_a_waiting_job_shows_its_place_in_the_queue_then_runs(page, site):
+    with site.held() as hold:
+        first = Background(site.post, "/api/v1/stable-diffusion", {"Phrase": "ahead", "Steps": 2, "Width": 64,
+                                                                    "Height": 64})
+        site.wait_for_jobs("running")
+        page.fill("#prompt", "a ginger cat")
+        page.fill("#steps", "2")
+        page.click("#generate")
+        page.wait_for_selector('#run-status[data-state="queued"]')
+        assert page.inner_text("#run-status") == "Waiting: 1st in the queue."
+        hold.release()
+        page.wait_for_selector(".card")
+    assert first.result().status == 200
+    assert page.get_attribute("#run-status", "data-state") == "done"
+
+
+def test_a_card_downloads_its_image_and_gives_back_its_settings(page, site):
+    page.fill("#prompt", "a ginger cat")
+    page.fill("#negative", "blurry")
+    page.fill("#steps", "3")
+    page.fill("#seed", "77")
+    lora = page.query_selector("#loras .lora")  # the demo LoRAs are offered on SD 1.5
+    assert lora is not None and page.is_visible("#loras-field")
+    lora_name = lora.get_attribute("data-name")
+    lora.query_selector('input[type="checkbox"]').check()
+    lora.query_selector('input[type="number"]').fill("0.5")
+    page.click("#generate")
+    page.wait_for_selector(".card")
+    meta = json.loads(page.get_attribute(".card", "title"))
+    assert [(item["Name"], item["Weight"]) for item in meta["Loras"]] == [(lora_name, 0.5)]
+    link = page.query_selector(".card .download")
+    assert link.get_attribute("download") == "pico-77.png"
+    assert link.get_attribute("href") == page.get_attribute(".card img", "src")
+    with page.expect_download() as saved:
+        link.click()
+    assert image_of("data:," + base64.b64encode(Path(saved.value.path()).read_bytes()).decode()).size == (64, 64)
+
+    page.fill("#prompt", "something else")
+    page.fill("#negative", "")
+    page.fill("#steps", "9")
+    page.click(".card .use")  # the settings back, not the seed, and nothing generated
+    assert (page.input_value("#prompt"), page.input_value("#negative"), page.input_value("#steps")) == (
+        "a ginger cat", "blurry", "3")
+    assert len(page.query_selector_all(".card")) == 1

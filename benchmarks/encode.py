@@ -178,7 +178,7 @@ def served_overhead(images: dict[str, Image.Image], repeat: int) -> tuple[list[l
     engine = Engine(settings)
     ready: dict[int, list[Image.Image]] = {}
 
-    def instant(requests: list, on_step: Any = None) -> list:
+    def instant(requests: list, on_step: Any = None, on_preview: Any = None) -> list:
         return [fake_generation(runner, request, ready[request.width][:request.total]) for request in requests]
 
     engine.generate_batch = instant  # the Diffusers call, already done

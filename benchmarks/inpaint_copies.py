@@ -14,24 +14,17 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import machine, table, write_results  # noqa: E402
+from benchmarks.common import machine, table, time_calls, write_results  # noqa: E402
 from benchmarks.fullsize import SD15_UNET, VAE  # noqa: E402
 
 
 def timed(call, repeat: int) -> float:
     """Median seconds of ``call()`` over ``repeat`` runs, after one warm-up."""
-    call()
-    runs = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        call()
-        runs.append(time.perf_counter() - started)
-    return statistics.median(runs)
+    return statistics.median(time_calls(call, repeat))
 
 
 def main() -> int:

@@ -243,10 +243,6 @@ class Runner:
         """The CLI subcommand: "stable-diffusion-xl"."""
         return self.info.command
 
-    def uses_model(self, request: GenerationRequest) -> bool:
-        """Whether the request needs its model loaded (the upscale route's Lanczos and Nearest do not)."""
-        return True
-
     def derive(self, base: Any, **components: Any) -> Any:
         """The task pipeline, sharing ``base``'s weights (from_pipe), with ``components`` swapped in."""
         raise NotImplementedError

@@ -38,10 +38,10 @@ from pico.pipelines.device import (
 from pico.pipelines.loader import ModelCache, load_checkpoint, load_pipeline, load_vae
 from pico.pipelines.loras import HotSwapLoraAdapters, LoraAdapters, LoraMode, lora_mode
 from pico.pipelines.prompt_embeds import chunk_count
-from pico.pipelines.registry import find_runner, runner_for
+from pico.pipelines.registry import call_key, find_runner, runner_for
 from pico.pipelines.speedups import CUDA_GRAPH_MODES, speed_up
 from pico.pipelines.threads import GenerationThreads
-from pico.prompt_syntax import plan_prompt, short_phrase_shape
+from pico.prompt_syntax import plan_prompt
 from pico.schemas.requests import GenerationRequest
 from pico.schemas.results import Generation, PreviewCallback, StepCallback
 
@@ -125,7 +125,7 @@ class Engine:
         first = requests[0]
         runner = runner_for(first)
         dtype, precision_note = pick_dtype(first.precision, self.device)
-        if not runner.uses_model(first):  # e.g. Lanczos upscaling: nothing to load
+        if not first.loads_model():  # e.g. Lanczos upscaling: nothing to load
             return runner.run(CallContext(pipe=None, device=self.device, dtype=dtype, on_step=on_step), requests)
         plan = self.resolver.plan(first, runner.route)
         refiner = getattr(first, "refiner", None)
@@ -201,17 +201,8 @@ class Engine:
                 yield pipe
 
     def batch_key(self, request: GenerationRequest) -> tuple | None:
-        """What a request must share with others to run in one batched call (None: it cannot).
-
-        Requests share a call only with the same LoRAs at the same weights: adapters are set on the
-        model for the whole call.
-        """
-        key = runner_for(request).batch_key(request)
-        if key is None:
-            return None
-        shape = self._phrase_shape(request)
-        loras = tuple(lora.key() for lora in request.lora_set)
-        return None if shape is None else (self._model_name(request.model), *key, loras, shape)
+        """What a request must share with others to run in one batched call (None: it cannot)."""
+        return call_key(request, self._model_name(request.model), lambda: self._chunked_shape(request))
 
     def _key(self, plan: ModelPlan, dtype: Any) -> ModelKey:
         file = plan.checkpoint
@@ -227,24 +218,15 @@ class Engine:
             return canonical(model)
         return source.model_id if isinstance(source, CheckpointSource) else canonical(model)
 
-    def _phrase_shape(self, request: GenerationRequest) -> tuple | None:
-        """What A1111's reading of the phrases must share to batch exactly: 77-token chunks and guidance weight.
-
-        Phrases of another chunk count would be padded with empty chunks, which moves pixels; counting
-        chunks needs the model's tokenizers, so a long phrase batches only once its model is loaded.
-        """
-        phrase = getattr(request, "phrase", None)
-        if phrase is None or request.prompt_syntax == "literal":
-            return ()
-        shape = short_phrase_shape(phrase, request.negative_phrase, request.step_count())
-        if shape is not None:
-            return shape
+    def _chunked_shape(self, request: GenerationRequest) -> tuple | None:
+        """The guidance weight and chunk count of a long phrase, once its model (and so its tokenizers) is loaded."""
         name = self._model_name(request.model)
         loaded = next((entry.value for entry in self.cache.entries() if entry.key.model_id == name), None)
         if loaded is None:
             return None
-        return (plan_prompt(phrase, request.step_count()).guidance_factor, chunk_count(loaded.pipeline, phrase, request.negative_phrase,
-                                                  request.step_count()))
+        steps = request.step_count()
+        return (plan_prompt(request.phrase, steps).guidance_factor,
+                chunk_count(loaded.pipeline, request.phrase, request.negative_phrase, steps))
 
     def is_loaded(self, model: str) -> bool:
         """True when ``model`` (by any of its names) is resident."""

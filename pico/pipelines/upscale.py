@@ -6,7 +6,6 @@ import time
 from typing import Any
 
 from pico.catalog.pipelines import pipeline_info
-from pico.catalog.upscalers import SD_X4
 from pico.errors import InvalidRequest
 from pico.pipelines.base import CallContext, Runner
 from pico.pipelines.resize import LANCZOS, upscale
@@ -42,10 +41,6 @@ class Upscale(Runner):
 
     info = pipeline_info("upscale")
 
-    def uses_model(self, request: UpscaleRequest) -> bool:
-        """Only the SD x4 upscaler loads a model."""
-        return request.upscaler == SD_X4
-
     def derive(self, base: Any, **components: Any) -> Any:
         """A pipeline object of its own on the same modules (the class's from_pipe would cast them to float32)."""
         if type(base).__name__ != UPSCALER_PIPELINE:
@@ -72,13 +67,13 @@ class Upscale(Runner):
 
     def describe(self, request: UpscaleRequest) -> dict[str, Any]:
         meta: dict[str, Any] = {"Upscaler": request.upscaler, "Scale": request.scale}
-        if self.uses_model(request):
+        if request.loads_model():
             meta.update(Phrase=request.phrase, NegativePhrase=request.negative_phrase, NoiseLevel=request.noise_level)
         return meta
 
     def run(self, ctx: CallContext, requests: list[UpscaleRequest]) -> list[Generation]:
         """The model's call for SD x4; A1111's resampling otherwise, with no model and no steps."""
-        if self.uses_model(requests[0]):
+        if requests[0].loads_model():
             return super().run(ctx, requests)
         generations = []
         for request in requests:

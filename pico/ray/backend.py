@@ -20,7 +20,6 @@ from pico.catalog.models import canonical
 from pico.catalog.resolver import ModelPlan, ModelResolver
 from pico.config import Settings
 from pico.errors import Busy, Cancelled, ClusterUnavailable, PicoError, ReplicaFailed
-from pico.prompt_syntax import short_phrase_shape
 from pico.ray.deployment import model_key
 from pico.schemas.requests import GenerationRequest
 from pico.schemas.results import Generation, PreviewCallback, StepCallback
@@ -73,19 +72,11 @@ class RayBackend:
         return RemoteCall(self, requests, jobs, on_step, on_preview).run()
 
     def batch_key(self, request: GenerationRequest) -> tuple | None:
-        """What a request must share with others to run in one call (as Engine.batch_key)."""
-        from pico.pipelines.registry import runner_for  # torch-free: runners import torch only when they run
+        """What a request must share with others to run in one call (as Engine.batch_key); a long phrase runs
+        alone, since counting its chunks needs a replica's tokenizers."""
+        from pico.pipelines.registry import call_key  # torch-free: runners import torch only when they run
 
-        key = runner_for(request).batch_key(request)
-        if key is None:
-            return None
-        phrase = getattr(request, "phrase", None)
-        shape: tuple | None = ()
-        if phrase is not None and request.prompt_syntax != "literal":
-            # Long phrases batch only by chunk count, which needs a replica's tokenizers: they run alone.
-            shape = short_phrase_shape(phrase, request.negative_phrase, request.step_count())
-        loras = tuple(lora.key() for lora in request.lora_set)  # adapters are set for a whole call
-        return None if shape is None else (canonical(request.model), *key, loras, shape)
+        return call_key(request, canonical(request.model), lambda: None)
 
     def plan(self, request: GenerationRequest, route: str) -> ModelPlan | None:
         """What a request's Model and LoRAs are, refused before queueing if they cannot run (as Engine.plan)."""

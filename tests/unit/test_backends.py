@@ -48,3 +48,10 @@ def test_the_front_door_batches_only_requests_a_replica_can_run_in_one_call():
     assert front.batch_key(body(Phrase="cat :0.5")) != plain  # A1111's sub-prompt weight scales guidance
     assert front.batch_key(body(Phrase="cat " * 40)) is None  # its chunk count needs a replica's tokenizer
     assert front.batch_key(body(Phrase="cat " * 40, PromptSyntax="literal")) == front.batch_key(body(PromptSyntax="literal"))
+
+
+def test_both_backends_key_a_request_the_same(engine):
+    front = RayBackend.__new__(RayBackend)
+    for request in (body(), body(Loras=[{"Name": "detail", "Weight": 0.5}]), body(Phrase="cat :0.5"),
+                    body(Phrase="cat " * 40, PromptSyntax="literal")):
+        assert front.batch_key(request) == engine.batch_key(request)

@@ -11,7 +11,8 @@ import threading
 from pico.errors import Cancelled
 from pico.jobs import Job, Jobs, JobState
 from pico.schemas.results import Generation
-from pico.server.events.follow import JobWatcher, every_n_steps, follow
+from pico.jobs import preview_steps
+from pico.server.events.follow import JobWatcher, follow
 
 STEPS = 4
 TIMEOUT = 10
@@ -74,7 +75,7 @@ def test_each_watcher_of_a_batched_call_gets_its_own_images_rendered_once_per_st
     jobs = Jobs(generate, slots=1, queue=2, batch_window=60, max_images=3, batch_key=lambda r: r.key)
     first_thread, first = run_in_thread(jobs, "a", 1)
     second_thread, second = run_in_thread(jobs, "b", 2)  # fills the batch: it runs at once, waiting on its steps
-    watchers = {"a": JobWatcher(every_n_steps(1)), "b": JobWatcher(every_n_steps(2))}
+    watchers = {"a": JobWatcher(preview_steps(1)), "b": JobWatcher(preview_steps(2))}
     first["job"].watch(watchers["a"])
     second["job"].watch(watchers["b"])
     first["job"].preview_every = 4  # a poller too (A1111's progress): it shares the same rendering
@@ -90,12 +91,12 @@ def test_each_watcher_of_a_batched_call_gets_its_own_images_rendered_once_per_st
 
 
 def test_a_slow_watcher_keeps_only_its_newest_previews():
-    watcher = JobWatcher(every_n_steps(1), keep=3)
+    watcher = JobWatcher(preview_steps(1), keep=3)
     for done in range(1, 11):
         watcher.offer(done, 10, lambda done=done: [done])
     assert watcher.previews() == [(8, [8]), (9, [9]), (10, [10])]
     assert watcher.previews() == []
-    assert JobWatcher(None).previews() == [] and every_n_steps(0) is None
+    assert JobWatcher(None).previews() == [] and preview_steps(0) is None
 
 
 def test_queue_places_count_the_requests_ahead_and_move_up():
@@ -121,7 +122,7 @@ def test_follow_tells_queued_started_steps_and_previews_in_order_then_stops_at_t
     generate = SteppedGenerator()
     jobs = Jobs(generate, slots=1, queue=1)
     blocker_thread, blocker = run_in_thread(jobs, "blocker")
-    watcher = JobWatcher(every_n_steps(2))
+    watcher = JobWatcher(preview_steps(2))
     thread, box = run_in_thread(jobs, "followed")
     job = box["job"]
     job.watch(watcher)

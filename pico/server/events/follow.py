@@ -16,7 +16,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from pico.jobs import JobState, preview_steps
+from pico.jobs import JobState
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -75,11 +75,6 @@ class JobWatcher:
             taken = list(self._previews)
             self._previews.clear()
         return taken
-
-
-def every_n_steps(n: int) -> Callable[[int, int], bool] | None:
-    """A preview every ``n`` steps and at the last one; None (no previews) for n <= 0."""
-    return preview_steps(n)
 
 
 @dataclass(frozen=True)

@@ -22,12 +22,13 @@ import bottle
 
 from pico.catalog.pipelines import PipelineInfo
 from pico.errors import Busy, Cancelled, InvalidRequest, PicoError
+from pico.jobs import preview_steps
 from pico.schemas.fields import to_wire
 from pico.schemas.requests import MAX_STEPS, GenerationRequest
 from pico.schemas.results import Generation
 from pico.server.connection import liveness
 from pico.server.errors import render, unexpected
-from pico.server.events.follow import JobWatcher, Update, every_n_steps, follow, jpeg_base64
+from pico.server.events.follow import JobWatcher, Update, follow, jpeg_base64
 from pico.server.openapi import RouteDoc
 
 if TYPE_CHECKING:
@@ -229,7 +230,7 @@ def stream_generation(service: "Service", pipeline: PipelineInfo, request: Gener
                       respond: Callable[["Job", Generation], Any], origin: str = "pico") -> EventStream:
     """Answer a generation request with its job's events; the done event carries ``respond``'s result."""
     every = preview_interval()
-    watcher = JobWatcher(every_n_steps(every))
+    watcher = JobWatcher(preview_steps(every))
     run = start_streamed_job(service, pipeline, request, origin, respond, watcher)
     job, alive = run.job, liveness(bottle.request.environ)
 
@@ -250,7 +251,7 @@ def install(app: bottle.Bottle, service: "Service", limit: StreamLimit) -> None:
         job = service.jobs.get(job_id)
         every = preview_interval()
         limit.take()
-        watcher = JobWatcher(every_n_steps(every))
+        watcher = JobWatcher(preview_steps(every))
         job.watch(watcher)
         alive = liveness(bottle.request.environ)
 
